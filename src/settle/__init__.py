@@ -1,0 +1,3 @@
+"""Settle: an open-source payments core."""
+
+__all__: list[str] = []
