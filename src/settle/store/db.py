@@ -54,6 +54,13 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_begin(conn: sa.Connection) -> None:
+    # Writers take the write lock at BEGIN: a deferred transaction that reads and then writes
+    # can fail with SQLITE_BUSY instead of waiting for the lock.
+    mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
 def create_db_engine(url: str | None = None, **kwargs: Any) -> sa.Engine:
     """An engine for ``url`` (default: from the environment), configured for durable commits."""
     url = normalize_database_url(url or database_url_from_env())
@@ -70,7 +77,7 @@ def create_db_engine(url: str | None = None, **kwargs: Any) -> sa.Engine:
         )
         sa.event.listen(engine, "connect", _on_sqlite_connect)
         # With the driver in autocommit, SQLAlchemy must emit BEGIN itself.
-        sa.event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+        sa.event.listen(engine, "begin", _sqlite_begin)
         return engine
     return sa.create_engine(url, pool_size=kwargs.pop("pool_size", 8), **kwargs)
 

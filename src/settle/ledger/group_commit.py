@@ -1,0 +1,208 @@
+"""Group commit: many concurrent callers, one writer, one transaction per batch.
+
+Callers enqueue their requests and wait. A single writer thread per process takes whatever is
+queued (up to ``max_batch`` requests), commits it as one batch through the store and answers
+every caller. Under load the batches fill up and the cost of a commit (locks, fsync) is shared
+by thousands of transfers; with a single caller a batch is one request and nothing waits.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+import structlog
+
+from settle.ledger.apply import TransferResult, Unit
+
+if TYPE_CHECKING:
+    from settle.ledger.requests import TransferRequest
+
+__all__ = ["MAX_BATCH", "BatchCommitter", "BatchStats", "GroupCommitEngine"]
+
+MAX_BATCH = 8190
+_log = structlog.get_logger(__name__)
+
+
+class BatchCommitter(Protocol):
+    """The store's side of the engine: commit units as one transaction, results per unit."""
+
+    def commit(self, units: Sequence[Unit]) -> list[list[TransferResult]]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(slots=True)
+class BatchStats:
+    """Running totals, read by metrics exporters."""
+
+    batches: int = 0
+    transfers: int = 0
+    failures: int = 0
+    last_batch_size: int = 0
+    last_commit_seconds: float = 0.0
+    sizes: deque[int] = field(default_factory=lambda: deque(maxlen=1024))
+    commit_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=1024))
+
+
+@dataclass(slots=True)
+class _Queued:
+    unit: Unit
+    future: Future[list[TransferResult]]
+
+
+class GroupCommitEngine:
+    """The per-process ledger writer. Thread-safe; ``close()`` drains and stops it."""
+
+    def __init__(
+        self,
+        committer: BatchCommitter,
+        *,
+        max_batch: int = MAX_BATCH,
+        attempts: int = 3,
+    ) -> None:
+        if not 1 <= max_batch <= MAX_BATCH:
+            raise ValueError(f"max_batch must be between 1 and {MAX_BATCH}")
+        self._committer = committer
+        self._max_batch = max_batch
+        self._attempts = attempts
+        self._queue: deque[_Queued] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self.stats = BatchStats()
+
+    # ---- callers ---------------------------------------------------------------------------
+
+    def submit(
+        self, requests: Sequence[TransferRequest], *, atomic: bool = False
+    ) -> list[TransferResult]:
+        """Commit ``requests`` and wait; one result per request, in order.
+
+        With ``atomic=True`` all succeed or none does. Large non-atomic submissions are split
+        into batches of at most ``max_batch``; an atomic one must fit in a single batch.
+        """
+        return self.submit_future(requests, atomic=atomic).result()
+
+    def submit_future(
+        self, requests: Sequence[TransferRequest], *, atomic: bool = False
+    ) -> Future[list[TransferResult]]:
+        """Enqueue ``requests``; the future resolves with one result per request."""
+        if atomic and len(requests) > self._max_batch:
+            raise ValueError(f"an atomic group holds at most {self._max_batch} transfers")
+        chunks = (
+            [requests]
+            if atomic or len(requests) <= self._max_batch
+            else [
+                requests[i : i + self._max_batch] for i in range(0, len(requests), self._max_batch)
+            ]
+        )
+        futures = [self._enqueue(Unit(chunk, atomic)) for chunk in chunks]
+        if len(futures) == 1:
+            return futures[0]
+        return _joined(futures)
+
+    def _enqueue(self, unit: Unit) -> Future[list[TransferResult]]:
+        future: Future[list[TransferResult]] = Future()
+        if not unit.requests:
+            future.set_result([])
+            return future
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the ledger engine is closed")
+            self._queue.append(_Queued(unit, future))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="settle-ledger-writer", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+        return future
+
+    def close(self) -> None:
+        """Commit what is queued, stop the writer and release the store's connection."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+        self._committer.close()
+
+    # ---- the writer ------------------------------------------------------------------------
+
+    def _take(self) -> list[_Queued] | None:
+        with self._cond:
+            while not self._queue:
+                if self._closed:
+                    return None
+                self._cond.wait()
+            taken = [self._queue.popleft()]
+            size = len(taken[0].unit.requests)
+            while self._queue and size + len(self._queue[0].unit.requests) <= self._max_batch:
+                item = self._queue.popleft()
+                size += len(item.unit.requests)
+                taken.append(item)
+            return taken
+
+    def _run(self) -> None:
+        while (batch := self._take()) is not None:
+            self._commit(batch)
+
+    def _commit(self, batch: list[_Queued]) -> None:
+        units = [item.unit for item in batch]
+        error: BaseException | None = None
+        for attempt in range(self._attempts):
+            started = time.perf_counter()
+            try:
+                results = self._committer.commit(units)
+            except Exception as exc:  # noqa: BLE001 - any store failure: retry, then isolate
+                error = exc
+                self.stats.failures += 1
+                _log.warning("ledger batch failed", attempt=attempt + 1, error=repr(exc))
+                time.sleep(0.005 * 2**attempt)
+                continue
+            elapsed = time.perf_counter() - started
+            size = sum(len(u.requests) for u in units)
+            stats = self.stats
+            stats.batches += 1
+            stats.transfers += size
+            stats.last_batch_size = size
+            stats.last_commit_seconds = elapsed
+            stats.sizes.append(size)
+            stats.commit_seconds.append(elapsed)
+            for item, unit_results in zip(batch, results, strict=True):
+                item.future.set_result(unit_results)
+            return
+        if len(batch) > 1:
+            # One unit may be what breaks the batch: commit each alone so the others go through.
+            for item in batch:
+                self._commit([item])
+            return
+        assert error is not None  # noqa: S101 - the loop ran at least once and failed
+        batch[0].future.set_exception(error)
+
+
+def _joined(futures: list[Future[list[TransferResult]]]) -> Future[list[TransferResult]]:
+    joined: Future[list[TransferResult]] = Future()
+    remaining = [len(futures)]
+    lock = threading.Lock()
+
+    def done(_f: Future[list[TransferResult]]) -> None:
+        with lock:
+            remaining[0] -= 1
+            if remaining[0]:
+                return
+        try:
+            joined.set_result([r for f in futures for r in f.result()])
+        except Exception as exc:  # noqa: BLE001 - hand the chunk's failure to the caller
+            joined.set_exception(exc)
+
+    for future in futures:
+        future.add_done_callback(done)
+    return joined

@@ -1,0 +1,52 @@
+"""Tamper evidence: the canonical form of a committed transfer and the per-tenant hash chain.
+
+``hash = SHA-256(previous hash ‖ canonical transfer)``. The canonical form is built from the
+stored columns only, so ``settle ledger verify`` can recompute every link from the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterable
+
+__all__ = ["GENESIS_HASH", "PostingLine", "canonical_transfer", "chain_hash"]
+
+GENESIS_HASH = bytes(32)
+
+# (idx, account_id, side "D"/"C", currency, posted_amount, pending_amount)
+PostingLine = tuple[int, uuid.UUID, str, str, int, int]
+
+
+def canonical_transfer(
+    tenant_id: uuid.UUID,
+    transfer_id: uuid.UUID,
+    seq: int,
+    kind: str,
+    pending_id: uuid.UUID | None,
+    reversal_of: uuid.UUID | None,
+    timeout_at: int | None,
+    description: str,
+    metadata_json: str,
+    effective_at: int,
+    created_at: int,
+    fingerprint: bytes,
+    postings: Iterable[PostingLine],
+) -> bytes:
+    """The bytes that stand for one committed transfer in the hash chain.
+
+    Free text is length-prefixed so no choice of description can shift a field boundary.
+    """
+    lines = ";".join(f"{i}:{a.hex}:{s}:{c}:{p}:{q}" for i, a, s, c, p, q in postings)
+    return (
+        f"v1|{tenant_id.hex}|{transfer_id.hex}|{seq}|{kind}|"
+        f"{pending_id.hex if pending_id else ''}|{reversal_of.hex if reversal_of else ''}|"
+        f"{'' if timeout_at is None else timeout_at}|{len(description)}:{description}|"
+        f"{len(metadata_json)}:{metadata_json}|{effective_at}|{created_at}|{fingerprint.hex()}|"
+        f"{lines}"
+    ).encode()
+
+
+def chain_hash(previous: bytes, canonical: bytes) -> bytes:
+    """The next link of a tenant's chain."""
+    return hashlib.sha256(previous + canonical).digest()

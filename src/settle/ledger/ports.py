@@ -1,0 +1,61 @@
+"""What the ledger needs from storage, as protocols: the store implements them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Protocol, Self
+
+if TYPE_CHECKING:
+    from settle.ledger.model import Account, AccountStatus, Transfer
+
+__all__ = ["LedgerRepository", "LedgerUnitOfWork"]
+
+
+class LedgerRepository(Protocol):
+    """Reads and account writes inside one unit of work (one transaction)."""
+
+    def get_account(
+        self, tenant_id: uuid.UUID, account_id: uuid.UUID, *, lock: bool = False
+    ) -> Account | None: ...
+
+    def get_account_by_code(self, tenant_id: uuid.UUID, code: str) -> Account | None: ...
+
+    def insert_account(self, account: Account) -> None: ...
+
+    def update_account(
+        self,
+        account: Account,
+        *,
+        name: str,
+        metadata: Mapping[str, str],
+        status: AccountStatus,
+    ) -> None: ...
+
+    def append_event(
+        self, tenant_id: uuid.UUID, type: str, object_id: uuid.UUID, payload: Mapping[str, object]
+    ) -> int: ...
+
+    def get_transfer(self, tenant_id: uuid.UUID, transfer_id: uuid.UUID) -> Transfer | None: ...
+
+    def expired_holds(self, now: int, limit: int) -> list[tuple[uuid.UUID, uuid.UUID]]:
+        """(tenant_id, pending transfer id) of open holds whose timeout is at or before now."""
+        ...
+
+
+class LedgerUnitOfWork(Protocol):
+    ledger: LedgerRepository
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def now(self) -> int: ...
