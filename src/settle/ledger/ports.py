@@ -45,7 +45,8 @@ class LedgerRepository(Protocol):
 
 
 class LedgerUnitOfWork(Protocol):
-    ledger: LedgerRepository
+    @property
+    def ledger(self) -> LedgerRepository: ...
 
     def __enter__(self) -> Self: ...
 

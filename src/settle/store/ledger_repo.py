@@ -416,11 +416,7 @@ class SqlLedgerRepository:
         stmt = sa.select(H).where(H.c.tenant_id == tenant_id).with_for_update()
         row = self.conn.execute(stmt).first()
         if row is None:
-            insert = (
-                postgresql.insert(H)
-                if self.dialect == "postgresql"
-                else sqlite.insert(H)
-            )
+            insert = postgresql.insert(H) if self.dialect == "postgresql" else sqlite.insert(H)
             self.conn.execute(
                 insert.values(tenant_id=tenant_id, last_hash=GENESIS_HASH).on_conflict_do_nothing()
             )

@@ -1,0 +1,176 @@
+"""The `settle` command line."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Annotated
+
+import typer
+
+from settle.clock import system_clock
+from settle.ledger.errors import ResultCode
+from settle.ledger.model import AccountType, NewAccount, Side
+from settle.ledger.requests import (
+    PostingRequest,
+    PostPending,
+    ReverseTransfer,
+    TransferSpec,
+    VoidPending,
+)
+from settle.ledger.service import expire_pending, open_account
+from settle.money import Currency, Money
+from settle.store.db import create_db_engine, database_url_from_env, upgrade_database
+from settle.store.ledger_store import LedgerStore
+from settle.store.ledger_verify import verify_ledger
+
+app = typer.Typer(help="Settle: an open-source payments core.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(ledger_app, name="ledger")
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="SETTLE_DATABASE_URL",
+        help="SQLAlchemy URL; default: a SQLite file under ./var/",
+    ),
+]
+
+# A fixed tenant for the demo, so `make run` twice shows the same books growing.
+DEMO_TENANT = uuid.UUID("00000000-0000-4000-8000-00000000d3e0")
+
+
+@db_app.command("upgrade")
+def db_upgrade(database_url: DatabaseUrl = None) -> None:
+    """Apply every migration to the database."""
+    engine = create_db_engine(database_url or database_url_from_env())
+    upgrade_database(engine)
+    typer.echo(f"database at head ({engine.url.render_as_string(hide_password=True)})")
+    engine.dispose()
+
+
+@ledger_app.command("demo")
+def ledger_demo(database_url: DatabaseUrl = None) -> None:
+    """Open a small chart of accounts, move money through holds, captures and a reversal."""
+    store = LedgerStore(database_url)
+    t = DEMO_TENANT
+    run = uuid.uuid4().hex[:6]
+    usd = Currency.of("USD")
+
+    def account(
+        code: str, name: str, kind: AccountType, *, no_overdraft: bool = False
+    ) -> uuid.UUID:
+        cmd = NewAccount(
+            t, f"{code}-{run}", name, kind, "USD", debits_must_not_exceed_credits=no_overdraft
+        )
+        return open_account(store.uow(), cmd).id
+
+    bank = account("bank", "Operating bank account", AccountType.ASSET)
+    alice = account("alice", "Alice's wallet", AccountType.LIABILITY, no_overdraft=True)
+    shop = account("shop", "Shop's balance", AccountType.LIABILITY)
+    fees = account("fees", "Fee revenue", AccountType.REVENUE)
+
+    def money(text: str) -> int:
+        return Money.parse(text, usd).minor
+
+    steps: list[tuple[str, list[TransferSpec | PostPending | VoidPending | ReverseTransfer]]] = []
+    topup, hold, hold2 = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    steps.append(("Alice tops up 100.00", [
+        TransferSpec.shorthand(t, topup, debit_account_id=bank, credit_account_id=alice,
+                               amount=money("100.00"), currency="USD"),
+    ]))  # fmt: skip
+    steps.append(("A card hold of 40.00 at the shop (2.00 fee)", [
+        TransferSpec(t, hold, (
+            PostingRequest(alice, Side.DEBIT, money("40.00"), "USD"),
+            PostingRequest(shop, Side.CREDIT, money("38.00"), "USD"),
+            PostingRequest(fees, Side.CREDIT, money("2.00"), "USD"),
+        ), pending=True, timeout_seconds=7 * 86400, description="card authorization"),
+    ]))  # fmt: skip
+    steps.append(("The shop captures 30.00 of it (1.50 fee), releasing the rest", [
+        PostPending(t, uuid.uuid4(), hold, postings=(
+            PostingRequest(alice, Side.DEBIT, money("30.00"), "USD"),
+            PostingRequest(shop, Side.CREDIT, money("28.50"), "USD"),
+            PostingRequest(fees, Side.CREDIT, money("1.50"), "USD"),
+        ), description="capture"),
+    ]))  # fmt: skip
+    steps.append(("A second hold of 20.00, then voided", [
+        TransferSpec.shorthand(t, hold2, debit_account_id=alice, credit_account_id=shop,
+                               amount=money("20.00"), currency="USD", pending=True),
+        VoidPending(t, uuid.uuid4(), hold2),
+    ]))  # fmt: skip
+    steps.append(("The top-up is reversed? No: Alice spent some, so it is refused", [
+        ReverseTransfer(t, uuid.uuid4(), topup),
+    ]))  # fmt: skip
+    for title, requests in steps:
+        results = store.submit(requests)
+        typer.echo(f"- {title}: {', '.join(r.code.value for r in results)}")
+    with store.read() as repo:
+        typer.echo("\nBalances (normal side; available counts holds against you):")
+        for account_id in (bank, alice, shop, fees):
+            a = repo.get_account(t, account_id)
+            assert a is not None  # noqa: S101 - opened above
+            posted = Money(a.posted_balance, usd).format()
+            typer.echo(
+                f"  {a.name:<24} {a.type.value:<9} posted {posted:>8}"
+                f"  pending {Money(a.pending_balance, usd).format():>7}"
+                f"  available {Money(a.available_balance, usd).format():>8}"
+            )
+    report = verify_ledger(store.db, t)
+    typer.echo(f"\nledger verify: {'ok' if report.ok else 'FAILED'} ({report.transfers} transfers)")
+    store.close()
+
+
+@ledger_app.command("verify")
+def ledger_verify(
+    database_url: DatabaseUrl = None,
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant id")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON report")] = False,
+) -> None:
+    """Recompute every balance from postings and re-walk every hash chain."""
+    engine = create_db_engine(database_url or database_url_from_env())
+    report = verify_ledger(engine, uuid.UUID(tenant) if tenant else None)
+    engine.dispose()
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "tenants": report.tenants,
+                    "transfers": report.transfers,
+                    "accounts": report.accounts,
+                    "problems": [
+                        {"tenant_id": str(p.tenant_id), "kind": p.kind, "subject": p.subject,
+                         "detail": p.detail}
+                        for p in report.problems
+                    ],
+                }
+            )
+        )  # fmt: skip
+    else:
+        for p in report.problems:
+            typer.echo(f"{p.kind}: {p.subject} (tenant {p.tenant_id}): {p.detail}", err=True)
+        typer.echo(
+            f"{'ok' if report.ok else 'FAILED'}: {report.tenants} tenants, "
+            f"{report.transfers} transfers, {report.accounts} accounts, "
+            f"{len(report.problems)} problems"
+        )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@ledger_app.command("expire")
+def ledger_expire(database_url: DatabaseUrl = None) -> None:
+    """Expire pending transfers whose timeout has passed."""
+    store = LedgerStore(database_url)
+    total = 0
+    while True:
+        results = expire_pending(store.uow(), store.writer, system_clock())
+        done = sum(1 for r in results if r.code is ResultCode.OK)
+        total += done
+        if not done:
+            break
+    store.close()
+    typer.echo(f"expired {total} pending transfers")
