@@ -8,17 +8,21 @@ set-based statements and commits once. Nothing here does I/O.
 A *unit* is what one caller submitted: either independent requests (each succeeds or fails on
 its own) or an atomic group (all succeed or none does). A failed atomic group is rolled back with
 an undo log, so later units see the balances as if it had never run.
+
+This loop runs for every transfer, so it is written for speed: per-tenant maps keyed by the
+UUID's integer (hashing a ``uuid.UUID`` runs Python code, hashing an int does not), result
+tuples instead of dataclasses, and no work for features a request does not use.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 from settle.ledger.errors import ResultCode
-from settle.ledger.hashing import canonical_transfer, chain_hash
+from settle.ledger.hashing import canonical_transfer
 from settle.ledger.model import MAX_AMOUNT, TransferKind, to_micros
 from settle.ledger.requests import (
     ExpirePending,
@@ -31,12 +35,13 @@ from settle.ledger.requests import (
 )
 
 __all__ = [
+    "EVENT_TYPES",
     "AccountState",
     "BatchOutcome",
     "BatchState",
     "ChainHead",
     "Hold",
-    "PostedLegs",
+    "TenantState",
     "TransferResult",
     "Unit",
     "apply_batch",
@@ -44,6 +49,7 @@ __all__ = [
 
 _R = ResultCode
 _MISSING: Any = object()
+_sha256 = hashlib.sha256
 
 EVENT_TYPES: dict[TransferKind, str] = {
     TransferKind.TRANSFER: "transfer.posted",
@@ -58,6 +64,9 @@ _RESOLUTION_CODES = {
     TransferKind.VOID_PENDING: _R.PENDING_ALREADY_VOIDED,
     TransferKind.EXPIRE_PENDING: _R.PENDING_EXPIRED,
 }
+_NOT_REVERSIBLE = frozenset(
+    {TransferKind.PENDING, TransferKind.VOID_PENDING, TransferKind.EXPIRE_PENDING}
+)
 
 
 class AccountState:
@@ -73,6 +82,7 @@ class AccountState:
         "dr_limit",
         "id",
         "last_seq",
+        "ref",
         "status",
         "tenant_id",
         "touched",
@@ -92,9 +102,12 @@ class AccountState:
         dpe: int,
         cpe: int,
         last_seq: int,
+        ref: Any = None,
     ) -> None:
         self.tenant_id = tenant_id
         self.id = account_id
+        # The id as the store writes it (e.g. hex text on SQLite), computed once per batch.
+        self.ref = account_id if ref is None else ref
         self.currency = currency
         self.status = status
         limit = overdraft_limit or 0
@@ -106,50 +119,86 @@ class AccountState:
         self.touched = False
 
 
-@dataclass(slots=True)
 class ChainHead:
     """A tenant's sequence counters and the last link of its hash chain."""
 
-    last_seq: int
-    last_hash: bytes
-    last_event_seq: int
-    last_created_at: int
+    __slots__ = ("last_created_at", "last_event_seq", "last_hash", "last_seq")
+
+    def __init__(
+        self, last_seq: int, last_hash: bytes, last_event_seq: int, last_created_at: int
+    ) -> None:
+        self.last_seq = last_seq
+        self.last_hash = last_hash
+        self.last_event_seq = last_event_seq
+        self.last_created_at = last_created_at
 
 
-@dataclass(frozen=True, slots=True)
-class Hold:
-    """An open pending transfer: its legs are (account_id, side "D"/"C", currency, amount)."""
+# A leg as loaded from storage: (account_id, side "D"/"C", currency, amount)
+StoredLeg = tuple[uuid.UUID, str, str, int]
+# A leg being applied: (account, side "D"/"C", posted delta, pending delta)
+_Leg = tuple[AccountState, str, int, int]
+
+
+class Hold(NamedTuple):
+    """An open pending transfer and the amounts it holds, line by line."""
 
     transfer_id: uuid.UUID
     seq: int
     timeout_at: int | None
-    legs: tuple[tuple[uuid.UUID, str, str, int], ...]
+    legs: tuple[StoredLeg, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class PostedLegs:
-    """A committed transfer as a reversal sees it: its kind and posted legs."""
+class TenantState:
+    """One tenant's part of a batch. Maps are keyed by ``uuid.int``."""
 
-    kind: TransferKind
-    legs: tuple[tuple[uuid.UUID, str, str, int], ...]
+    __slots__ = (
+        "accounts",
+        "entries",
+        "existing",
+        "head",
+        "holds",
+        "ref",
+        "resolved",
+        "reversed",
+        "targets",
+        "tenant_id",
+    )
+
+    def __init__(self, tenant_id: uuid.UUID, head: ChainHead, ref: Any = None) -> None:
+        self.tenant_id = tenant_id
+        self.ref = tenant_id if ref is None else ref
+        self.head = head
+        self.accounts: dict[int, AccountState] = {}
+        # Fingerprints of transfers that exist already (in the database or earlier in the batch).
+        self.existing: dict[int, bytes] = {}
+        self.holds: dict[int, Hold] = {}
+        # For pendings no longer open: the kind of transfer that resolved them.
+        self.resolved: dict[int, TransferKind] = {}
+        # Reversal targets loaded from the database: kind and posted legs.
+        self.targets: dict[int, tuple[TransferKind, tuple[StoredLeg, ...]]] = {}
+        self.reversed: set[int] = set()
+        # Transfers committed earlier in this batch: kind and applied legs.
+        self.entries: dict[int, tuple[TransferKind, list[_Leg]]] = {}
 
 
-@dataclass(slots=True)
 class BatchState:
-    """Everything a batch reads, loaded by the store under lock. Keys are (tenant_id, id)."""
+    """Everything a batch reads, loaded by the store under lock."""
 
-    now: int
-    heads: dict[uuid.UUID, ChainHead]
-    accounts: dict[tuple[uuid.UUID, uuid.UUID], AccountState]
-    existing: dict[tuple[uuid.UUID, uuid.UUID], bytes] = field(default_factory=dict)
-    holds: dict[tuple[uuid.UUID, uuid.UUID], Hold] = field(default_factory=dict)
-    resolved: dict[tuple[uuid.UUID, uuid.UUID], TransferKind] = field(default_factory=dict)
-    reversible: dict[tuple[uuid.UUID, uuid.UUID], PostedLegs] = field(default_factory=dict)
-    reversed: set[tuple[uuid.UUID, uuid.UUID]] = field(default_factory=set)
+    __slots__ = ("encode_id", "now", "tenants")
+
+    def __init__(
+        self,
+        now: int,
+        tenants: dict[uuid.UUID, TenantState],
+        encode_id: Callable[[uuid.UUID], Any] | None = None,
+    ) -> None:
+        self.now = now
+        self.tenants = tenants
+        # How the store writes a transfer id (identity for native UUID columns).
+        self.encode_id: Callable[[uuid.UUID], Any] = encode_id or (lambda value: value)
 
 
-@dataclass(frozen=True, slots=True)
-class TransferResult:
+class TransferResult(NamedTuple):
     """The outcome of one request: its code, and the sequence number it was committed at."""
 
     id: uuid.UUID
@@ -158,32 +207,33 @@ class TransferResult:
     detail: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Unit:
+class Unit(NamedTuple):
     """What one caller submitted: its requests, and whether they stand or fall together."""
 
     requests: Sequence[TransferRequest]
     atomic: bool = False
 
 
-@dataclass(slots=True)
 class BatchOutcome:
     """The rows a batch writes, and one result list per unit."""
 
-    results: list[list[TransferResult]]
-    # (tenant_id, id, seq, kind, pending_id, reversal_of, timeout_at, description, metadata_json,
-    #  effective_at, created_at, fingerprint, hash)
-    transfers: list[tuple[Any, ...]] = field(default_factory=list)
-    # (tenant_id, seq, idx, transfer_id, account_id, side, currency, posted_amount,
-    #  pending_amount, created_at, debits_posted, credits_posted, debits_pending, credits_pending)
-    postings: list[tuple[Any, ...]] = field(default_factory=list)
-    # (tenant_id, seq, type, object_id, payload, created_at)
-    events: list[tuple[Any, ...]] = field(default_factory=list)
-    holds_added: list[tuple[uuid.UUID, uuid.UUID, int, int | None]] = field(default_factory=list)
-    holds_released: list[tuple[uuid.UUID, uuid.UUID]] = field(default_factory=list)
+    __slots__ = ("events", "holds_added", "holds_released", "postings", "results", "transfers")
 
-    def touched_accounts(self, state: BatchState) -> list[AccountState]:
-        return [a for a in state.accounts.values() if a.touched]
+    def __init__(self) -> None:
+        self.results: list[list[TransferResult]] = []
+        # (tenant, id, seq, kind, pending_id, reversal_of, timeout_at, description,
+        #  metadata_json, effective_at, created_at, fingerprint, hash)
+        self.transfers: list[tuple[Any, ...]] = []
+        # (tenant, seq, idx, transfer_id, account_id, side, currency, posted_amount,
+        #  pending_amount, created_at, debits_posted, credits_posted, debits_pending,
+        #  credits_pending)
+        self.postings: list[tuple[Any, ...]] = []
+        # (tenant, seq, type, object_id, payload, created_at)
+        self.events: list[tuple[Any, ...]] = []
+        # (tenant, transfer_id, seq, timeout_at)
+        self.holds_added: list[tuple[Any, ...]] = []
+        # (tenant_id, transfer_id)
+        self.holds_released: list[tuple[uuid.UUID, uuid.UUID]] = []
 
 
 class _Refusal(Exception):  # noqa: N818 - internal control flow, never escapes this module
@@ -194,10 +244,6 @@ class _Refusal(Exception):  # noqa: N818 - internal control flow, never escapes 
         self.detail = detail
 
 
-# Effects of one request: (account, side "D"/"C", posted delta, pending delta, currency)
-_Leg = tuple[AccountState, str, int, int]
-
-
 class _Applier:
     def __init__(self, state: BatchState, outcome: BatchOutcome) -> None:
         self.s = state
@@ -206,52 +252,51 @@ class _Applier:
 
     # ---- request shapes -------------------------------------------------------------------
 
-    def legs_for_spec(self, req: TransferSpec) -> tuple[list[_Leg], TransferKind, int | None]:
+    def legs_for_spec(self, t: TenantState, req: TransferSpec) -> list[_Leg]:
         postings = req.postings
         if len(postings) < 2:
             raise _Refusal(_R.INVALID_POSTINGS, "a transfer needs at least two postings")
-        accounts = self.s.accounts
-        tenant = req.tenant_id
+        accounts = t.accounts
         pending = req.pending
         legs: list[_Leg] = []
-        sums: dict[str, int] = {}
-        seen: set[uuid.UUID] = set()
+        balance: dict[str, int] = {}
         for p in postings:
             amount = p.amount
             if type(amount) is not int or amount <= 0 or amount > MAX_AMOUNT:
                 raise _Refusal(_R.INVALID_AMOUNT, f"amount must be a positive integer: {amount!r}")
-            if p.account_id in seen:
-                raise _Refusal(_R.INVALID_POSTINGS, "an account may appear once in a transfer")
-            seen.add(p.account_id)
-            debit = p.side == "debit"
-            sums[p.currency] = sums.get(p.currency, 0) + (amount if debit else -amount)
-            acct = accounts.get((tenant, p.account_id))
+            acct = accounts.get(p.account_id.int)
             if acct is None:
                 raise _Refusal(_R.ACCOUNT_NOT_FOUND, f"account {p.account_id} not found")
-            if acct.currency != p.currency:
+            currency = p.currency
+            if acct.currency != currency:
                 raise _Refusal(
                     _R.CURRENCY_MISMATCH,
-                    f"account {p.account_id} holds {acct.currency}, not {p.currency}",
+                    f"account {p.account_id} holds {acct.currency}, not {currency}",
                 )
-            side = "D" if debit else "C"
-            legs.append((acct, side, 0, amount) if pending else (acct, side, amount, 0))
-        if any(sums.values()):
+            if p.side == "debit":
+                balance[currency] = balance.get(currency, 0) + amount
+                legs.append((acct, "D", 0, amount) if pending else (acct, "D", amount, 0))
+            else:
+                balance[currency] = balance.get(currency, 0) - amount
+                legs.append((acct, "C", 0, amount) if pending else (acct, "C", amount, 0))
+        if len({id(leg[0]) for leg in legs}) != len(legs):
+            raise _Refusal(_R.INVALID_POSTINGS, "an account may appear once in a transfer")
+        if any(balance.values()):
             raise _Refusal(_R.UNBALANCED, "debits and credits differ")
-        timeout_at = None
-        if req.timeout_seconds is not None:
-            t = req.timeout_seconds
-            if not pending or type(t) is not int or t <= 0:
-                raise _Refusal(
-                    _R.INVALID_TIMEOUT, "timeout_seconds must be a positive integer on a pending"
-                )
-            timeout_at = self.s.now + t * 1_000_000
-        return legs, (TransferKind.PENDING if pending else TransferKind.TRANSFER), timeout_at
+        return legs
 
-    def open_hold(self, tenant: uuid.UUID, pending_id: uuid.UUID, *, expiring: bool) -> Hold:
-        key = (tenant, pending_id)
-        hold = self.s.holds.get(key)
+    def timeout_for(self, req: TransferSpec) -> int | None:
+        t = req.timeout_seconds
+        if t is None:
+            return None
+        if not req.pending or type(t) is not int or t <= 0:
+            raise _Refusal(_R.INVALID_TIMEOUT, "timeout_seconds must be a positive integer")
+        return self.s.now + t * 1_000_000
+
+    def open_hold(self, t: TenantState, pending_id: uuid.UUID, *, expiring: bool) -> Hold:
+        hold = t.holds.get(pending_id.int)
         if hold is None:
-            resolution = self.s.resolved.get(key)
+            resolution = t.resolved.get(pending_id.int)
             if resolution is None:
                 raise _Refusal(_R.PENDING_NOT_FOUND, f"no pending transfer {pending_id}")
             raise _Refusal(_RESOLUTION_CODES[resolution], f"pending transfer {pending_id}")
@@ -262,8 +307,8 @@ class _Applier:
             raise _Refusal(_R.INVALID_TIMEOUT, f"pending transfer {pending_id} has not timed out")
         return hold
 
-    def legs_for_post(self, req: PostPending, hold: Hold) -> list[_Leg]:
-        amounts = [leg[3] for leg in hold.legs]
+    @staticmethod
+    def amounts_to_post(req: PostPending, hold: Hold) -> list[int]:
         if req.amount is not None and req.postings is not None:
             raise _Refusal(_R.INVALID_POSTINGS, "give either amount or postings, not both")
         if req.amount is not None:
@@ -271,64 +316,55 @@ class _Applier:
                 raise _Refusal(
                     _R.INVALID_POSTINGS, "a partial amount needs a two-line pending transfer"
                 )
-            a = req.amount
+            a, held = req.amount, hold.legs[0][3]
             if type(a) is not int or a <= 0:
                 raise _Refusal(_R.INVALID_AMOUNT, f"amount must be a positive integer: {a!r}")
-            if a > amounts[0]:
-                raise _Refusal(_R.AMOUNT_EXCEEDS_PENDING, f"{a} exceeds the pending {amounts[0]}")
-            amounts = [a, a]
-        elif req.postings is not None:
-            wanted = {(p.account_id, "D" if p.side == "debit" else "C"): p for p in req.postings}
-            if len(wanted) != len(req.postings):
-                raise _Refusal(_R.INVALID_POSTINGS, "an account may appear once in a transfer")
-            amounts = []
-            sums: dict[str, int] = {}
-            for account_id, side, currency, held in hold.legs:
-                p = wanted.pop((account_id, side), None)
-                a = 0 if p is None else p.amount
-                if type(a) is not int or a < 0:
-                    raise _Refusal(_R.INVALID_AMOUNT, f"amount must be a whole number: {a!r}")
-                if p is not None and p.currency != currency:
-                    raise _Refusal(_R.CURRENCY_MISMATCH, f"the pending line is in {currency}")
-                if a > held:
-                    raise _Refusal(_R.AMOUNT_EXCEEDS_PENDING, f"{a} exceeds the pending {held}")
-                sums[currency] = sums.get(currency, 0) + (a if side == "D" else -a)
-                amounts.append(a)
-            if wanted:
-                raise _Refusal(_R.INVALID_POSTINGS, "a posting matches no line of the pending")
-            if any(sums.values()):
-                raise _Refusal(_R.UNBALANCED, "debits and credits differ")
-            if not any(amounts):
-                raise _Refusal(_R.INVALID_AMOUNT, "posting nothing is a void")
-        legs: list[_Leg] = []
-        for (account_id, side, _currency, held), a in zip(hold.legs, amounts, strict=True):
-            acct = self.s.accounts[(req.tenant_id, account_id)]
-            legs.append((acct, side, a, -held))
-        return legs
+            if a > held:
+                raise _Refusal(_R.AMOUNT_EXCEEDS_PENDING, f"{a} exceeds the pending {held}")
+            return [a, a]
+        if req.postings is None:
+            return [leg[3] for leg in hold.legs]
+        wanted = {(p.account_id, "D" if p.side == "debit" else "C"): p for p in req.postings}
+        if len(wanted) != len(req.postings):
+            raise _Refusal(_R.INVALID_POSTINGS, "an account may appear once per side")
+        amounts = []
+        balance: dict[str, int] = {}
+        for account_id, side, currency, held in hold.legs:
+            p = wanted.pop((account_id, side), None)
+            a = 0 if p is None else p.amount
+            if type(a) is not int or a < 0:
+                raise _Refusal(_R.INVALID_AMOUNT, f"amount must be a whole number: {a!r}")
+            if p is not None and p.currency != currency:
+                raise _Refusal(_R.CURRENCY_MISMATCH, f"the pending line is in {currency}")
+            if a > held:
+                raise _Refusal(_R.AMOUNT_EXCEEDS_PENDING, f"{a} exceeds the pending {held}")
+            balance[currency] = balance.get(currency, 0) + (a if side == "D" else -a)
+            amounts.append(a)
+        if wanted:
+            raise _Refusal(_R.INVALID_POSTINGS, "a posting matches no line of the pending")
+        if any(balance.values()):
+            raise _Refusal(_R.UNBALANCED, "debits and credits differ")
+        if not any(amounts):
+            raise _Refusal(_R.INVALID_AMOUNT, "posting nothing is a void")
+        return amounts
 
-    def legs_for_release(self, tenant: uuid.UUID, hold: Hold) -> list[_Leg]:
-        accounts = self.s.accounts
-        return [(accounts[(tenant, a)], side, 0, -held) for a, side, _c, held in hold.legs]
-
-    def legs_for_reversal(self, req: ReverseTransfer) -> list[_Leg]:
-        key = (req.tenant_id, req.reversal_of)
-        target = self.s.reversible.get(key)
-        if target is None:
+    def legs_for_reversal(self, t: TenantState, req: ReverseTransfer) -> list[_Leg]:
+        key = req.reversal_of.int
+        accounts = t.accounts
+        entry = t.entries.get(key)
+        if entry is not None:
+            kind = entry[0]
+            legs = [(a, side, p, 0) for a, side, p, _q in entry[1]]
+        elif key in t.targets:
+            kind, stored = t.targets[key]
+            legs = [(accounts[a.int], side, amount, 0) for a, side, _c, amount in stored]
+        else:
             raise _Refusal(_R.TRANSFER_NOT_FOUND, f"no transfer {req.reversal_of}")
-        if target.kind in (
-            TransferKind.PENDING,
-            TransferKind.VOID_PENDING,
-            TransferKind.EXPIRE_PENDING,
-        ):
-            raise _Refusal(_R.NOT_REVERSIBLE, f"a {target.kind.value} transfer posted nothing")
-        if key in self.s.reversed:
+        if kind in _NOT_REVERSIBLE:
+            raise _Refusal(_R.NOT_REVERSIBLE, f"a {kind.value} transfer posted nothing")
+        if key in t.reversed:
             raise _Refusal(_R.ALREADY_REVERSED, f"transfer {req.reversal_of} is already reversed")
-        accounts = self.s.accounts
-        return [
-            (accounts[(req.tenant_id, a)], "C" if side == "D" else "D", amount, 0)
-            for a, side, _c, amount in target.legs
-            if amount
-        ]
+        return [(a, "C" if side == "D" else "D", p, 0) for a, side, p, _q in legs if p]
 
     # ---- checking and applying ------------------------------------------------------------
 
@@ -362,6 +398,7 @@ class _Applier:
 
     def commit(
         self,
+        t: TenantState,
         req: TransferRequest,
         fingerprint: bytes,
         kind: TransferKind,
@@ -371,20 +408,21 @@ class _Applier:
         pending_id: uuid.UUID | None = None,
         reversal_of: uuid.UUID | None = None,
         timeout_at: int | None = None,
+        description: str = "",
+        metadata_json: str = "{}",
+        effective_at: int | None = None,
     ) -> int:
-        s, out, undo = self.s, self.out, self.undo
-        tenant = req.tenant_id
-        head = s.heads[tenant]
+        out, undo = self.out, self.undo
+        head = t.head
         if undo is not None:
             undo.append(("head", head, head.last_seq, head.last_hash, head.last_event_seq))
         seq = head.last_seq + 1
-        now = s.now
-        description = getattr(req, "description", "")
-        meta = getattr(req, "metadata", None)
-        metadata_json = canonical_json(meta) if meta else "{}"
-        effective = getattr(req, "effective_at", None)
-        effective_at = now if effective is None else to_micros(effective)
+        now = self.s.now
+        if effective_at is None:
+            effective_at = now
         tid = req.id
+        tref = self.s.encode_id(tid)
+        tenant = t.ref
         lines = []
         posting_rows = out.postings
         for idx, ((acct, side, posted, pending), counters) in enumerate(
@@ -392,95 +430,49 @@ class _Applier:
         ):
             if undo is not None:
                 undo.append(
-                    (
-                        "acct",
-                        acct,
-                        acct.dp,
-                        acct.cp,
-                        acct.dpe,
-                        acct.cpe,
-                        acct.last_seq,
-                        acct.touched,
-                    )
-                )
+                    ("acct", acct, acct.dp, acct.cp, acct.dpe, acct.cpe, acct.last_seq,
+                     acct.touched)
+                )  # fmt: skip
             acct.dp, acct.cp, acct.dpe, acct.cpe = counters
             acct.last_seq = seq
             acct.touched = True
             lines.append((idx, acct.id, side, acct.currency, posted, pending))
             posting_rows.append(
-                (
-                    tenant,
-                    seq,
-                    idx,
-                    tid,
-                    acct.id,
-                    side,
-                    acct.currency,
-                    posted,
-                    pending,
-                    now,
-                    *counters,
-                )
-            )
+                (tenant, seq, idx, tref, acct.ref, side, acct.currency, posted, pending, now,
+                 *counters)
+            )  # fmt: skip
         canonical = canonical_transfer(
-            tenant,
-            tid,
-            seq,
-            kind.value,
-            pending_id,
-            reversal_of,
-            timeout_at,
-            description,
-            metadata_json,
-            effective_at,
-            now,
-            fingerprint,
-            lines,
-        )
-        digest = chain_hash(head.last_hash, canonical)
+            t.tenant_id, tid, seq, kind.value, pending_id, reversal_of, timeout_at, description,
+            metadata_json, effective_at, now, fingerprint, lines,
+        )  # fmt: skip
+        digest = _sha256(head.last_hash + canonical).digest()
+        encode = self.s.encode_id
         out.transfers.append(
-            (
-                tenant,
-                tid,
-                seq,
-                kind.value,
-                pending_id,
-                reversal_of,
-                timeout_at,
-                description,
-                metadata_json,
-                effective_at,
-                now,
-                fingerprint,
-                digest,
-            )
-        )
+            (tenant, tref, seq, kind.value,
+             None if pending_id is None else encode(pending_id),
+             None if reversal_of is None else encode(reversal_of),
+             timeout_at, description, metadata_json, effective_at, now, fingerprint, digest)
+        )  # fmt: skip
         head.last_seq = seq
         head.last_hash = digest
         head.last_event_seq += 1
-        out.events.append((tenant, head.last_event_seq, EVENT_TYPES[kind], tid, None, now))
+        out.events.append((tenant, head.last_event_seq, EVENT_TYPES[kind], tref, None, now))
 
-        key = (tenant, tid)
-        self._set(s.existing, key, fingerprint)
+        key = tid.int
+        self._set(t.existing, key, fingerprint)
+        self._set(t.entries, key, (kind, legs))
         if kind is TransferKind.PENDING:
             hold_legs = tuple((a.id, side, a.currency, pend) for a, side, _p, pend in legs)
-            self._set(s.holds, key, Hold(tid, seq, timeout_at, hold_legs))
-            out.holds_added.append((tenant, tid, seq, timeout_at))
+            self._set(t.holds, key, Hold(tid, seq, timeout_at, hold_legs))
+            out.holds_added.append((tenant, tref, seq, timeout_at))
         elif pending_id is not None:
-            pkey = (tenant, pending_id)
-            self._set(s.holds, pkey, _MISSING)
-            self._set(s.resolved, pkey, kind)
-            out.holds_released.append(pkey)
+            self._set(t.holds, pending_id.int, _MISSING)
+            self._set(t.resolved, pending_id.int, kind)
+            out.holds_released.append((t.tenant_id, pending_id))
         if reversal_of is not None:
-            rkey = (tenant, reversal_of)
             if undo is not None:
-                undo.append(("reversed", rkey))
-            s.reversed.add(rkey)
-        self._set(
-            s.reversible,
-            key,
-            PostedLegs(kind, tuple((a.id, side, a.currency, p) for a, side, p, _q in legs)),
-        )
+                undo.append(("reversed", t.reversed, reversal_of.int))
+            t.reversed.add(reversal_of.int)
         return seq
 
     def _set(self, mapping: dict[Any, Any], key: Any, value: Any) -> None:
@@ -492,8 +484,7 @@ class _Applier:
             mapping[key] = value
 
     def rollback(self, marks: tuple[int, int, int, int, int]) -> None:
-        assert self.undo is not None  # noqa: S101 - only called for atomic units
-        for entry in reversed(self.undo):
+        for entry in reversed(self.undo or ()):
             tag = entry[0]
             if tag == "acct":
                 acct = entry[1]
@@ -508,7 +499,7 @@ class _Applier:
                 else:
                     mapping[key] = old
             else:
-                self.s.reversed.discard(entry[1])
+                entry[1].discard(entry[2])
         out = self.out
         del out.transfers[marks[0] :]
         del out.postings[marks[1] :]
@@ -518,45 +509,68 @@ class _Applier:
 
     def apply_one(self, req: TransferRequest) -> TransferResult:
         fingerprint = req.fingerprint()
-        tenant = req.tenant_id
-        known = self.s.existing.get((tenant, req.id))
+        t = self.s.tenants[req.tenant_id]
+        known = t.existing.get(req.id.int)
         if known is not None:
             if known == fingerprint:
                 return TransferResult(req.id, _R.EXISTS)
             return TransferResult(
                 req.id,
                 _R.EXISTS_WITH_DIFFERENT_FIELDS,
-                detail=f"transfer {req.id} exists with different fields",
+                None,
+                f"transfer {req.id} exists with different fields",
             )
         try:
             if isinstance(req, TransferSpec):
-                legs, kind, timeout_at = self.legs_for_spec(req)
+                legs = self.legs_for_spec(t, req)
+                timeout_at = self.timeout_for(req)
                 after = self.check_legs(legs, releasing=False)
-                seq = self.commit(req, fingerprint, kind, legs, after, timeout_at=timeout_at)
+                meta = req.metadata
+                seq = self.commit(
+                    t, req, fingerprint,
+                    TransferKind.PENDING if req.pending else TransferKind.TRANSFER,
+                    legs, after, timeout_at=timeout_at, description=req.description,
+                    metadata_json=canonical_json(meta) if meta else "{}",
+                    effective_at=None if req.effective_at is None else to_micros(req.effective_at),
+                )  # fmt: skip
             elif isinstance(req, PostPending):
-                hold = self.open_hold(tenant, req.pending_id, expiring=False)
-                legs = self.legs_for_post(req, hold)
+                hold = self.open_hold(t, req.pending_id, expiring=False)
+                accounts = t.accounts
+                legs = [
+                    (accounts[a.int], side, amount, -held)
+                    for (a, side, _c, held), amount in zip(
+                        hold.legs, self.amounts_to_post(req, hold), strict=True
+                    )
+                ]
                 after = self.check_legs(legs, releasing=False)
                 seq = self.commit(
-                    req, fingerprint, TransferKind.POST_PENDING, legs, after,
-                    pending_id=req.pending_id,
+                    t, req, fingerprint, TransferKind.POST_PENDING, legs, after,
+                    pending_id=req.pending_id, description=req.description,
+                    metadata_json=canonical_json(req.metadata),
                 )  # fmt: skip
             elif isinstance(req, VoidPending | ExpirePending):
                 expiring = isinstance(req, ExpirePending)
-                hold = self.open_hold(tenant, req.pending_id, expiring=expiring)
-                legs = self.legs_for_release(tenant, hold)
+                hold = self.open_hold(t, req.pending_id, expiring=expiring)
+                accounts = t.accounts
+                legs = [(accounts[a.int], side, 0, -held) for a, side, _c, held in hold.legs]
                 after = self.check_legs(legs, releasing=True)
-                kind = TransferKind.EXPIRE_PENDING if expiring else TransferKind.VOID_PENDING
-                seq = self.commit(req, fingerprint, kind, legs, after, pending_id=req.pending_id)
+                seq = self.commit(
+                    t, req, fingerprint,
+                    TransferKind.EXPIRE_PENDING if expiring else TransferKind.VOID_PENDING,
+                    legs, after, pending_id=req.pending_id,
+                    description="" if expiring else req.description,  # type: ignore[union-attr]
+                    metadata_json="{}" if expiring else canonical_json(req.metadata),  # type: ignore[union-attr]
+                )  # fmt: skip
             else:
-                legs = self.legs_for_reversal(req)
+                legs = self.legs_for_reversal(t, req)
                 after = self.check_legs(legs, releasing=False)
                 seq = self.commit(
-                    req, fingerprint, TransferKind.REVERSAL, legs, after,
-                    reversal_of=req.reversal_of,
+                    t, req, fingerprint, TransferKind.REVERSAL, legs, after,
+                    reversal_of=req.reversal_of, description=req.description,
+                    metadata_json=canonical_json(req.metadata),
                 )  # fmt: skip
         except _Refusal as refusal:
-            return TransferResult(req.id, refusal.code, detail=refusal.detail)
+            return TransferResult(req.id, refusal.code, None, refusal.detail)
         return TransferResult(req.id, _R.OK, seq)
 
 
@@ -565,12 +579,12 @@ def apply_batch(state: BatchState, units: Sequence[Unit]) -> BatchOutcome:
 
     Returns the rows to write and, per unit, one result per request in the order given.
     """
-    outcome = BatchOutcome(results=[])
+    outcome = BatchOutcome()
     applier = _Applier(state, outcome)
+    apply_one = applier.apply_one
     for unit in units:
         if not unit.atomic:
-            applier.undo = None
-            outcome.results.append([applier.apply_one(req) for req in unit.requests])
+            outcome.results.append([apply_one(req) for req in unit.requests])
             continue
         applier.undo = []
         marks = (
@@ -582,15 +596,16 @@ def apply_batch(state: BatchState, units: Sequence[Unit]) -> BatchOutcome:
         )
         results: list[TransferResult] = []
         for req in unit.requests:
-            result = applier.apply_one(req)
+            result = apply_one(req)
             results.append(result)
             if not result.code.succeeded:
                 applier.rollback(marks)
                 detail = f"transfer {req.id} in the same atomic group failed"
+                failed_at = len(results) - 1
                 results = [
                     result
-                    if i == len(results) - 1
-                    else TransferResult(other.id, _R.LINKED_TRANSFER_FAILED, detail=detail)
+                    if i == failed_at
+                    else TransferResult(other.id, _R.LINKED_TRANSFER_FAILED, None, detail)
                     for i, other in enumerate(unit.requests)
                 ]
                 break

@@ -37,10 +37,12 @@ def canonical_transfer(
 
     Free text is length-prefixed so no choice of description can shift a field boundary.
     """
-    lines = ";".join(f"{i}:{a.hex}:{s}:{c}:{p}:{q}" for i, a, s, c, p, q in postings)
+    # f"{u.int:032x}" is uuid.hex without the Python-level property call.
+    lines = ";".join(f"{i}:{a.int:032x}:{s}:{c}:{p}:{q}" for i, a, s, c, p, q in postings)
     return (
-        f"v1|{tenant_id.hex}|{transfer_id.hex}|{seq}|{kind}|"
-        f"{pending_id.hex if pending_id else ''}|{reversal_of.hex if reversal_of else ''}|"
+        f"v1|{tenant_id.int:032x}|{transfer_id.int:032x}|{seq}|{kind}|"
+        f"{'' if pending_id is None else f'{pending_id.int:032x}'}|"
+        f"{'' if reversal_of is None else f'{reversal_of.int:032x}'}|"
         f"{'' if timeout_at is None else timeout_at}|{len(description)}:{description}|"
         f"{len(metadata_json)}:{metadata_json}|{effective_at}|{created_at}|{fingerprint.hex()}|"
         f"{lines}"

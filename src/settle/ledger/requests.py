@@ -93,7 +93,7 @@ class TransferSpec:
     def fingerprint(self) -> bytes:
         """SHA-256 of everything the client asked for; equal fingerprints mean the same request."""
         lines = ";".join(
-            f"{p.account_id.hex}:{p.side.value}:{p.amount}:{p.currency}" for p in self.postings
+            f"{p.account_id.int:032x}:{p.side}:{p.amount}:{p.currency}" for p in self.postings
         )
         effective = "" if self.effective_at is None else str(to_micros(self.effective_at))
         text = (
@@ -125,7 +125,7 @@ class PostPending:
             ""
             if self.postings is None
             else ";".join(
-                f"{p.account_id.hex}:{p.side.value}:{p.amount}:{p.currency}" for p in self.postings
+                f"{p.account_id.int:032x}:{p.side}:{p.amount}:{p.currency}" for p in self.postings
             )
         )
         text = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 from typing import ClassVar
 
 from settle.errors import SettleError
@@ -18,7 +18,8 @@ __all__ = [
     "allocate_minor",
 ]
 
-_DECIMAL = re.compile(r"^(?P<sign>-)?(?P<int>\d+)(?:\.(?P<frac>\d+))?$")
+# ASCII digits only: \d also matches fullwidth and Arabic-Indic digits, which int() reads.
+_DECIMAL = re.compile(r"(?P<sign>-)?(?P<int>[0-9]+)(?:\.(?P<frac>[0-9]+))?")
 
 
 class InvalidAmountError(SettleError):
@@ -73,7 +74,7 @@ class Money:
             InvalidAmountError: not a plain decimal number, or too many decimal places.
         """
         cur = currency if isinstance(currency, Currency) else Currency.of(currency)
-        match = _DECIMAL.match(text.strip()) if isinstance(text, str) else None
+        match = _DECIMAL.fullmatch(text.strip()) if isinstance(text, str) else None
         if match is None:
             raise InvalidAmountError(f"{text!r} is not a decimal amount", param="amount")
         frac = match["frac"] or ""
@@ -82,21 +83,40 @@ class Money:
                 f"{text!r} has more than {cur.exponent} decimal places for {cur.code}",
                 param="amount",
             )
-        minor = int(match["int"]) * 10**cur.exponent + int(frac.ljust(cur.exponent, "0") or "0")
+        try:
+            minor = int(match["int"] + frac.ljust(cur.exponent, "0"))
+        except ValueError:  # more digits than int() will read from a string (4300 by default)
+            raise InvalidAmountError(
+                f"{text[:20]!r}... has too many digits", param="amount"
+            ) from None
         return cls(-minor if match["sign"] else minor, cur)
 
     @classmethod
     def from_decimal(
         cls, value: Decimal, currency: Currency, *, rounding: str = ROUND_HALF_EVEN
     ) -> Money:
-        """Money from a Decimal in major units, rounded to minor units with the named rounding."""
+        """Money from a Decimal in major units, rounded to minor units with the named rounding.
+
+        Raises:
+            InvalidAmountError: ``value`` is not a finite Decimal (a float, NaN, infinity...).
+        """
+        if not isinstance(value, Decimal) or not value.is_finite():
+            raise InvalidAmountError(
+                f"amount must be a finite Decimal, got {value!r}", param="amount"
+            )
+        # Precision for every digit, so that the ambient decimal context can neither round a
+        # second time nor refuse a large amount: the only rounding is the one named here.
+        digits = len(value.as_tuple().digits) + max(value.adjusted(), 0) + currency.exponent + 2
+        context = Context(prec=digits, rounding=rounding, traps=[InvalidOperation])
         quantum = Decimal(1).scaleb(-currency.exponent)
-        minor = value.quantize(quantum, rounding=rounding).scaleb(currency.exponent)
+        minor = value.quantize(quantum, context=context).scaleb(currency.exponent, context=context)
         return cls(int(minor), currency)
 
     def to_decimal(self) -> Decimal:
         """The exact amount in major units."""
-        return Decimal(self.minor).scaleb(-self.currency.exponent)
+        # Built from the digits, not with scaleb(), which rounds to the ambient context's precision.
+        sign, digits, _ = Decimal(self.minor).as_tuple()
+        return Decimal((sign, digits, -self.currency.exponent))
 
     def format(self) -> str:
         """The decimal string in major units: 1234 USD -> ``"12.34"``, 5 JPY -> ``"5"``."""
@@ -154,6 +174,11 @@ def allocate_minor(total: int, ratios: list[int]) -> list[int]:
     Each part gets the floor of its exact share; the leftover units go one each to the parts with
     the largest remainders (ties to the earliest), so the result is deterministic and fair.
     """
+    if type(total) is not int:
+        raise InvalidAmountError(
+            f"total must be an integer count of minor units, got {type(total).__name__}",
+            param="amount",
+        )
     if not ratios or any(type(r) is not int or r < 0 for r in ratios) or sum(ratios) == 0:
         raise AllocationError("ratios must be non-negative integers with a positive sum")
     whole = sum(ratios)

@@ -120,9 +120,19 @@ ledger_transfers = sa.Table(
     sa.Column("hash", sa.LargeBinary(32), nullable=False),
     sa.UniqueConstraint("tenant_id", "seq"),
     # A pending transfer is resolved (posted, voided or expired) at most once, and a transfer is
-    # reversed at most once: the database enforces both (NULLs never collide).
-    sa.UniqueConstraint("tenant_id", "pending_id"),
-    sa.UniqueConstraint("tenant_id", "reversal_of"),
+    # reversed at most once: the database enforces both. Partial, so the many transfers that
+    # resolve or reverse nothing cost no index entry.
+    *(
+        sa.Index(
+            f"uq_ledger_transfers_tenant_id_{column}",
+            "tenant_id",
+            column,
+            unique=True,
+            postgresql_where=sa.text(f"{column} IS NOT NULL"),
+            sqlite_where=sa.text(f"{column} IS NOT NULL"),
+        )
+        for column in ("pending_id", "reversal_of")
+    ),
     sa.CheckConstraint(
         "kind IN ('transfer', 'pending', 'post_pending', 'void_pending', 'expire_pending',"
         " 'reversal')",

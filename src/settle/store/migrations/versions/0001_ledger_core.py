@@ -158,14 +158,18 @@ def upgrade() -> None:
             name=op.f("ck_ledger_transfers_kind"),
         ),
         sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_ledger_transfers")),
-        sa.UniqueConstraint(
-            "tenant_id", "pending_id", name=op.f("uq_ledger_transfers_tenant_id_pending_id")
-        ),
-        sa.UniqueConstraint(
-            "tenant_id", "reversal_of", name=op.f("uq_ledger_transfers_tenant_id_reversal_of")
-        ),
         sa.UniqueConstraint("tenant_id", "seq", name=op.f("uq_ledger_transfers_tenant_id_seq")),
     )
+    # Partial: most transfers resolve nothing and reverse nothing, and need no index entry.
+    for column in ("pending_id", "reversal_of"):
+        op.create_index(
+            f"uq_ledger_transfers_tenant_id_{column}",
+            "ledger_transfers",
+            ["tenant_id", column],
+            unique=True,
+            postgresql_where=sa.text(f"{column} IS NOT NULL"),
+            sqlite_where=sa.text(f"{column} IS NOT NULL"),
+        )
     op.create_table(
         "outbox_events",
         sa.Column("tenant_id", sa.Uuid(), nullable=False),
