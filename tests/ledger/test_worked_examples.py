@@ -6,6 +6,7 @@ Every story asserts exact balances, exact result codes, and on refusals that not
 from __future__ import annotations
 
 import uuid
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -19,8 +20,10 @@ from settle.ledger.requests import (
     VoidPending,
 )
 from settle.ledger.service import open_account
-from settle.store.ledger_store import LedgerStore
 from settle.store.ledger_verify import verify_ledger
+
+if TYPE_CHECKING:
+    from settle.store.ledger_store import LedgerStore
 
 R = ResultCode
 
@@ -34,7 +37,8 @@ def _open(
     **flags: object,
 ) -> uuid.UUID:
     return open_account(
-        store.uow(), NewAccount(tenant, code, code.title(), kind, currency, **flags)  # type: ignore[arg-type]
+        store.uow(),
+        NewAccount(tenant, code, code.title(), kind, currency, **flags),  # type: ignore[arg-type]
     ).id
 
 
@@ -101,7 +105,9 @@ def test_card_payment_with_a_fee(store: LedgerStore, tenant: uuid.UUID) -> None:
 
 
 def test_hold_then_partial_capture_releases_the_rest(store: LedgerStore, tenant: uuid.UUID) -> None:
-    wallet = _open(store, tenant, "wallet", AccountType.LIABILITY, debits_must_not_exceed_credits=True)
+    wallet = _open(
+        store, tenant, "wallet", AccountType.LIABILITY, debits_must_not_exceed_credits=True
+    )
     bank = _open(store, tenant, "bank", AccountType.ASSET)
     shop = _open(store, tenant, "shop", AccountType.LIABILITY)
     assert _codes(store.submit([_pay(tenant, bank, wallet, 5_000)])) == [R.OK]
@@ -109,14 +115,22 @@ def test_hold_then_partial_capture_releases_the_rest(store: LedgerStore, tenant:
     hold = _pay(tenant, wallet, shop, 3_000, pending=True, timeout_seconds=3600)
     assert _codes(store.submit([hold])) == [R.OK]
     held = _account(store, tenant, wallet)
-    assert (held.posted_balance, held.pending_balance, held.available_balance) == (5_000, -3_000, 2_000)
+    assert (held.posted_balance, held.pending_balance, held.available_balance) == (
+        5_000,
+        -3_000,
+        2_000,
+    )
     # The hold counts against available: a 2,500 spend no longer fits.
     assert _codes(store.submit([_pay(tenant, wallet, shop, 2_500)])) == [R.INSUFFICIENT_FUNDS]
 
     capture = PostPending(tenant, uuid.uuid4(), hold.id, amount=1_200)
     assert _codes(store.submit([capture])) == [R.OK]
     after = _account(store, tenant, wallet)
-    assert (after.posted_balance, after.pending_balance, after.available_balance) == (3_800, 0, 3_800)
+    assert (after.posted_balance, after.pending_balance, after.available_balance) == (
+        3_800,
+        0,
+        3_800,
+    )
     assert _account(store, tenant, shop).posted_balance == 1_200
     # Each resolution happens at most once.
     assert _codes(store.submit([PostPending(tenant, uuid.uuid4(), hold.id)])) == [
@@ -174,7 +188,8 @@ def test_a_reversal_undoes_a_payment_once(store: LedgerStore, tenant: uuid.UUID)
     with store.read() as repo:
         original = repo.get_transfer(tenant, sale.id)
         undo = repo.get_transfer(tenant, reversal.id)
-    assert original is not None and undo is not None
+    assert original is not None
+    assert undo is not None
     assert original.reversed_by == reversal.id
     assert undo.reversal_of == sale.id
     assert [(p.account_id, p.side) for p in undo.postings] == [
@@ -218,7 +233,9 @@ def test_credits_must_not_exceed_debits_caps_a_receivable(
 def test_each_transfer_is_checked_against_the_balances_left_by_the_ones_before(
     store: LedgerStore, tenant: uuid.UUID
 ) -> None:
-    wallet = _open(store, tenant, "wallet", AccountType.LIABILITY, debits_must_not_exceed_credits=True)
+    wallet = _open(
+        store, tenant, "wallet", AccountType.LIABILITY, debits_must_not_exceed_credits=True
+    )
     bank = _open(store, tenant, "bank", AccountType.ASSET)
     shop = _open(store, tenant, "shop", AccountType.LIABILITY)
     batch = [
@@ -237,12 +254,22 @@ def test_each_transfer_is_checked_against_the_balances_left_by_the_ones_before(
 
 
 def test_an_atomic_batch_moves_everything_or_nothing(store: LedgerStore, tenant: uuid.UUID) -> None:
-    wallet = _open(store, tenant, "wallet", AccountType.LIABILITY, debits_must_not_exceed_credits=True)
+    wallet = _open(
+        store, tenant, "wallet", AccountType.LIABILITY, debits_must_not_exceed_credits=True
+    )
     bank = _open(store, tenant, "bank", AccountType.ASSET)
     shop = _open(store, tenant, "shop", AccountType.LIABILITY)
-    group = [_pay(tenant, bank, wallet, 500), _pay(tenant, wallet, shop, 400), _pay(tenant, wallet, shop, 200)]
+    group = [
+        _pay(tenant, bank, wallet, 500),
+        _pay(tenant, wallet, shop, 400),
+        _pay(tenant, wallet, shop, 200),
+    ]
     results = store.submit(group, atomic=True)
-    assert _codes(results) == [R.LINKED_TRANSFER_FAILED, R.LINKED_TRANSFER_FAILED, R.INSUFFICIENT_FUNDS]
+    assert _codes(results) == [
+        R.LINKED_TRANSFER_FAILED,
+        R.LINKED_TRANSFER_FAILED,
+        R.INSUFFICIENT_FUNDS,
+    ]
     assert _balances(store, tenant, wallet, bank, shop) == [Balances(), Balances(), Balances()]
     with store.read() as repo:
         assert all(repo.get_transfer(tenant, t.id) is None for t in group)
