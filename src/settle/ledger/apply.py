@@ -217,7 +217,17 @@ class Unit(NamedTuple):
 class BatchOutcome:
     """The rows a batch writes, and one result list per unit."""
 
-    __slots__ = ("events", "holds_added", "holds_released", "postings", "results", "transfers")
+    __slots__ = (
+        "balances",
+        "events",
+        "heads",
+        "holds_added",
+        "holds_released",
+        "postings",
+        "results",
+        "touched",
+        "transfers",
+    )
 
     def __init__(self) -> None:
         self.results: list[list[TransferResult]] = []
@@ -234,6 +244,13 @@ class BatchOutcome:
         self.holds_added: list[tuple[Any, ...]] = []
         # (tenant_id, transfer_id)
         self.holds_released: list[tuple[uuid.UUID, uuid.UUID]] = []
+        self.touched: list[AccountState] = []
+        # Snapshots taken when the batch is done (the next batch may change the live objects):
+        # per tenant, (account_id, ref, debits_posted, credits_posted, debits_pending,
+        # credits_pending, last_seq) of every account the batch changed...
+        self.balances: dict[uuid.UUID, list[tuple[Any, ...]]] = {}
+        # ...and (last_seq, last_hash, last_event_seq, last_created_at) of its chain head.
+        self.heads: dict[uuid.UUID, tuple[int, bytes, int, int]] = {}
 
 
 class _Refusal(Exception):  # noqa: N818 - internal control flow, never escapes this module
@@ -435,7 +452,9 @@ class _Applier:
                 )  # fmt: skip
             acct.dp, acct.cp, acct.dpe, acct.cpe = counters
             acct.last_seq = seq
-            acct.touched = True
+            if not acct.touched:
+                acct.touched = True
+                out.touched.append(acct)
             lines.append((idx, acct.id, side, acct.currency, posted, pending))
             posting_rows.append(
                 (tenant, seq, idx, tref, acct.ref, side, acct.currency, posted, pending, now,
@@ -611,4 +630,19 @@ def apply_batch(state: BatchState, units: Sequence[Unit]) -> BatchOutcome:
                 break
         outcome.results.append(results)
         applier.undo = None
+    for acct in outcome.touched:
+        if acct.touched:  # not if an atomic group that touched it was rolled back
+            outcome.balances.setdefault(acct.tenant_id, []).append(
+                (acct.id, acct.ref, acct.dp, acct.cp, acct.dpe, acct.cpe, acct.last_seq)
+            )
+            acct.touched = False
+    for tenant_id, t in state.tenants.items():
+        head = t.head
+        head.last_created_at = max(head.last_created_at, state.now)
+        outcome.heads[tenant_id] = (
+            head.last_seq,
+            head.last_hash,
+            head.last_event_seq,
+            head.last_created_at,
+        )
     return outcome

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
@@ -23,16 +23,36 @@ from settle.ledger.apply import TransferResult, Unit
 if TYPE_CHECKING:
     from settle.ledger.requests import TransferRequest
 
-__all__ = ["MAX_BATCH", "BatchCommitter", "BatchStats", "GroupCommitEngine"]
+__all__ = ["MAX_BATCH", "BatchCommitter", "BatchStats", "GroupCommitEngine", "Prepared"]
 
 MAX_BATCH = 8190
 _log = structlog.get_logger(__name__)
 
 
+class Prepared(Protocol):
+    """A batch applied ahead of its transaction; ``cache`` seeds the next one."""
+
+    @property
+    def cache(self) -> Any: ...
+
+    @property
+    def cache_size(self) -> int: ...
+
+
 class BatchCommitter(Protocol):
-    """The store's side of the engine: commit units as one transaction, results per unit."""
+    """The store's side of the engine.
+
+    ``commit`` applies and commits units in one transaction. ``prepare`` applies them ahead of
+    time on top of the state the previous prepared batch left (``cache``), and
+    ``commit_prepared`` commits that work after checking nothing else changed the ledger in
+    between (re-applying under lock if something did; it then reports ``True``).
+    """
 
     def commit(self, units: Sequence[Unit]) -> list[list[TransferResult]]: ...
+
+    def prepare(self, units: Sequence[Unit], cache: Any) -> Prepared: ...
+
+    def commit_prepared(self, prepared: Any) -> tuple[list[list[TransferResult]], bool]: ...
 
     def close(self) -> None: ...
 
@@ -57,7 +77,16 @@ class _Queued:
 
 
 class GroupCommitEngine:
-    """The per-process ledger writer. Thread-safe; ``close()`` drains and stops it."""
+    """The per-process ledger writer. Thread-safe; ``close()`` drains and stops it.
+
+    Two threads form a pipeline: the *preparer* takes the next batch from the queue and applies
+    it (CPU: checks, hashes, rows) while the *committer* writes and commits the previous one
+    (I/O). Callers queueing meanwhile form the following batch, so under load both stages stay
+    busy and no caller waits for more than two commits.
+    """
+
+    # Past this many cached keys the preparer lets the pipeline drain and starts afresh.
+    CACHE_LIMIT = 500_000
 
     def __init__(
         self,
@@ -65,16 +94,22 @@ class GroupCommitEngine:
         *,
         max_batch: int = MAX_BATCH,
         attempts: int = 3,
+        pipeline: bool = True,
     ) -> None:
         if not 1 <= max_batch <= MAX_BATCH:
             raise ValueError(f"max_batch must be between 1 and {MAX_BATCH}")
         self._committer = committer
         self._max_batch = max_batch
         self._attempts = attempts
+        self._pipeline = pipeline
         self._queue: deque[_Queued] = deque()
         self._cond = threading.Condition()
         self._closed = False
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        # Prepared batches waiting for the committer (at most one: the pipeline is two deep).
+        self._handoff: deque[tuple[list[_Queued], Any, int] | None] = deque()
+        self._inflight = 0  # batches handed to the committer and not yet answered
+        self._epoch = 0  # bumped whenever speculative state may be wrong
         self.stats = BatchStats()
 
     # ---- callers ---------------------------------------------------------------------------
@@ -116,25 +151,30 @@ class GroupCommitEngine:
             if self._closed:
                 raise RuntimeError("the ledger engine is closed")
             self._queue.append(_Queued(unit, future))
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="settle-ledger-writer", daemon=True
-                )
-                self._thread.start()
-            self._cond.notify()
+            if not self._threads:
+                self._start()
+            self._cond.notify_all()
         return future
 
+    def _start(self) -> None:
+        targets = [self._prepare_loop, self._commit_loop] if self._pipeline else [self._run]
+        for target in targets:
+            thread = threading.Thread(target=target, name=f"settle-ledger-{target.__name__}")
+            thread.daemon = True
+            thread.start()
+            self._threads.append(thread)
+
     def close(self) -> None:
-        """Commit what is queued, stop the writer and release the store's connection."""
+        """Commit what is queued, stop the writer and release the store's connections."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-            thread = self._thread
-        if thread is not None:
+            threads = list(self._threads)
+        for thread in threads:
             thread.join()
         self._committer.close()
 
-    # ---- the writer ------------------------------------------------------------------------
+    # ---- the pipeline ----------------------------------------------------------------------
 
     def _take(self) -> list[_Queued] | None:
         with self._cond:
@@ -151,10 +191,90 @@ class GroupCommitEngine:
             return taken
 
     def _run(self) -> None:
+        """Without the pipeline: one thread takes, commits and answers each batch in turn."""
         while (batch := self._take()) is not None:
             self._commit(batch)
 
+    def _prepare_loop(self) -> None:
+        cache: Any = None
+        epoch = self._epoch
+        while (batch := self._take()) is not None:
+            with self._cond:
+                # At most one prepared batch waits for the committer.
+                while self._handoff:
+                    self._cond.wait()
+                stale = epoch != self._epoch
+                if cache is None or stale:
+                    # Speculative reads are only sound against a settled database: let every
+                    # batch in flight land before reading it afresh.
+                    while self._inflight:
+                        self._cond.wait()
+                    cache, epoch = None, self._epoch
+            prepared: Any = None
+            try:
+                prepared = self._committer.prepare([item.unit for item in batch], cache)
+            except Exception as exc:  # noqa: BLE001 - the committer redoes the batch under lock
+                _log.warning("ledger batch preparation failed", error=repr(exc))
+            cache = None
+            if prepared is not None and prepared.cache_size <= self.CACHE_LIMIT:
+                cache = prepared.cache
+            with self._cond:
+                self._inflight += 1
+                self._handoff.append((batch, prepared, epoch))
+                self._cond.notify_all()
+        with self._cond:
+            self._handoff.append(None)
+            self._cond.notify_all()
+
+    def _commit_loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._handoff:
+                    self._cond.wait()
+                item = self._handoff.popleft()
+                self._cond.notify_all()
+            if item is None:
+                return
+            batch, prepared, epoch = item
+            started = time.perf_counter()
+            results = None
+            if prepared is not None and epoch == self._epoch:
+                try:
+                    results, redone = self._committer.commit_prepared(prepared)
+                    if redone:
+                        self._invalidate()
+                except Exception as exc:  # noqa: BLE001 - fall back to the plain path below
+                    _log.warning("prepared ledger batch failed", error=repr(exc))
+                    self.stats.failures += 1
+            if results is None:
+                self._invalidate()
+                self._commit(batch)
+            else:
+                self._answer(batch, results, time.perf_counter() - started)
+            with self._cond:
+                self._inflight -= 1
+                self._cond.notify_all()
+
+    def _invalidate(self) -> None:
+        with self._cond:
+            self._epoch += 1
+
+    def _answer(
+        self, batch: list[_Queued], results: list[list[TransferResult]], elapsed: float
+    ) -> None:
+        size = sum(len(item.unit.requests) for item in batch)
+        stats = self.stats
+        stats.batches += 1
+        stats.transfers += size
+        stats.last_batch_size = size
+        stats.last_commit_seconds = elapsed
+        stats.sizes.append(size)
+        stats.commit_seconds.append(elapsed)
+        for item, unit_results in zip(batch, results, strict=True):
+            item.future.set_result(unit_results)
+
     def _commit(self, batch: list[_Queued]) -> None:
+        """Load under lock, apply and commit; retry, then isolate the unit that fails."""
         units = [item.unit for item in batch]
         error: BaseException | None = None
         for attempt in range(self._attempts):
@@ -167,17 +287,7 @@ class GroupCommitEngine:
                 _log.warning("ledger batch failed", attempt=attempt + 1, error=repr(exc))
                 time.sleep(0.005 * 2**attempt)
                 continue
-            elapsed = time.perf_counter() - started
-            size = sum(len(u.requests) for u in units)
-            stats = self.stats
-            stats.batches += 1
-            stats.transfers += size
-            stats.last_batch_size = size
-            stats.last_commit_seconds = elapsed
-            stats.sizes.append(size)
-            stats.commit_seconds.append(elapsed)
-            for item, unit_results in zip(batch, results, strict=True):
-                item.future.set_result(unit_results)
+            self._answer(batch, results, time.perf_counter() - started)
             return
         if len(batch) > 1:
             # One unit may be what breaks the batch: commit each alone so the others go through.

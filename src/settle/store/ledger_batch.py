@@ -12,12 +12,17 @@ several processes sharing one PostgreSQL database serialise per tenant and never
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
+import threading
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from psycopg.types.json import Jsonb
 
 from settle.clock import Clock, system_clock
 from settle.ledger.apply import (
@@ -43,9 +48,10 @@ from settle.ledger.requests import (
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
-from psycopg.types.json import Jsonb
 
 __all__ = ["SqlBatchCommitter"]
+
+_T = TypeVar("_T")
 
 _ACCOUNT_COLUMNS = (
     "id, currency, status, debits_must_not_exceed_credits, credits_must_not_exceed_debits,"
@@ -68,16 +74,37 @@ def _as_is(text: str) -> str:
     return text
 
 
-# Binary COPY carries no type on the wire: a uuid field is its 16 raw bytes, so ids are
-# encoded once as bytes (uuid.bytes) and sent through the fast bytes dumper.
+# Column types as PostgreSQL declares them. Binary COPY carries no type on the wire: a uuid
+# field is its 16 raw bytes, so ids are encoded once as bytes (uuid.bytes) and sent through
+# the bytes dumper.
 _PG_TYPES = {
-    "ledger_transfers": ["bytea", "bytea", "int8", "text", "bytea", "bytea", "int8", "text",
+    "ledger_transfers": ["uuid", "uuid", "int8", "text", "uuid", "uuid", "int8", "text",
                          "jsonb", "int8", "int8", "bytea", "bytea"],
-    "ledger_postings": ["bytea", "int8", "int2", "bytea", "bytea", "text", "text", "int8", "int8",
+    "ledger_postings": ["uuid", "int8", "int2", "uuid", "uuid", "text", "text", "int8", "int8",
                         "int8", "int8", "int8", "int8", "int8"],
-    "outbox_events": ["bytea", "int8", "text", "bytea", "jsonb", "int8"],
-    "ledger_pending_holds": ["bytea", "bytea", "int8", "int8"],
+    "outbox_events": ["uuid", "int8", "text", "uuid", "jsonb", "int8"],
+    "ledger_pending_holds": ["uuid", "uuid", "int8", "int8"],
 }  # fmt: skip
+_COPY_TYPES = {t: ["bytea" if c == "uuid" else c for c in cs] for t, cs in _PG_TYPES.items()}
+# Below this many rows a COPY's fixed cost outweighs its speed: one INSERT from a JSON array.
+_SMALL_WRITE = 256
+_JSON_CASTS = {
+    "uuid": "(e->>{i})::uuid",
+    "bytea": "decode(e->>{i}, 'hex')",
+    "jsonb": "(e->>{i})::jsonb",
+    "text": "e->>{i}",
+    "int8": "(e->>{i})::int8",
+    "int2": "(e->>{i})::int2",
+}
+
+
+def _array_literal(values: Iterable[object]) -> str:
+    """A PostgreSQL array literal of ids or integers (no element needs quoting)."""
+    return "{" + ",".join(map(str, values)) + "}"
+
+
+def _json_value(value: Any) -> Any:
+    return value.hex() if isinstance(value, bytes) else value
 
 
 class _Keys:
@@ -137,7 +164,8 @@ class _Dialect:
     def write_rows(self, table: str, columns: str, rows: list[tuple[Any, ...]]) -> None:
         raise NotImplementedError
 
-    def update_balances(self, t: TenantState, accounts: list[AccountState]) -> None:
+    def update_balances(self, tenant: uuid.UUID, rows: list[tuple[Any, ...]]) -> None:
+        """Set the counters of every account in ``rows`` (id, ref, dp, cp, dpe, cpe, last_seq)."""
         raise NotImplementedError
 
     def delete_holds(self, tenant: uuid.UUID, ids: list[uuid.UUID]) -> None:
@@ -160,20 +188,28 @@ class _Postgres(_Dialect):
         pass
 
     def in_ids(self, column: str, ids: Iterable[uuid.UUID]) -> tuple[str, Any]:
-        # %b: binary parameters (no text quoting of thousands of array elements).
-        return f"{column} = ANY(%b)", list(ids)
+        # One text parameter (an array literal): cheap to send however many ids there are.
+        return f"{column} = ANY(%s::uuid[])", _array_literal(ids)
 
     def lock_suffix(self) -> str:
         return " FOR UPDATE"
 
     def in_seqs(self, seqs: list[int]) -> tuple[str, Any]:
-        return "seq = ANY(%b)", seqs
+        return "seq = ANY(%s::int8[])", _array_literal(seqs)
 
     def write_rows(self, table: str, columns: str, rows: list[tuple[Any, ...]]) -> None:
+        if len(rows) < _SMALL_WRITE:
+            casts = ", ".join(_JSON_CASTS[c].format(i=i) for i, c in enumerate(_PG_TYPES[table]))
+            self.cur.execute(
+                f"INSERT INTO {table} ({columns})"
+                f" SELECT {casts} FROM jsonb_array_elements(%s::jsonb) AS e",
+                (json.dumps([[_json_value(v) for v in row] for row in rows]),),
+            )
+            return
         # Binary COPY: the fastest bulk path into PostgreSQL (one statement per table).
         json_columns = _PG_JSON_COLUMNS.get(table, ())
         with self.cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(_PG_TYPES[table])
+            copy.set_types(_COPY_TYPES[table])
             write = copy.write_row
             if not json_columns:
                 for row in rows:
@@ -187,22 +223,23 @@ class _Postgres(_Dialect):
                         values[i] = Jsonb(values[i], dumps=_as_is)
                 write(values)
 
-    def update_balances(self, t: TenantState, accounts: list[AccountState]) -> None:
+    def update_balances(self, tenant: uuid.UUID, rows: list[tuple[Any, ...]]) -> None:
+        # unnest() of arrays sent as text literals: the planner drives the update from the
+        # (few) rows given, through the primary key, instead of hashing the tenant's accounts.
+        # For a few rows, an extra "id = ANY" keeps the index path even when the statistics
+        # think the tenant is small; for many, hashing the tenant's accounts is the right plan
+        # (and ANY over thousands of ids would be a quadratic filter).
+        ids, _refs, *counters = zip(*rows, strict=True)
+        id_list = _array_literal(ids)
+        few = len(rows) <= _SMALL_WRITE
         self.cur.execute(
             "UPDATE ledger_accounts AS a SET debits_posted = v.dp, credits_posted = v.cp,"
             " debits_pending = v.dpe, credits_pending = v.cpe, last_seq = v.ls"
-            " FROM unnest(%b::uuid[], %b::int8[], %b::int8[], %b::int8[], %b::int8[],"
-            " %b::int8[]) AS v(id, dp, cp, dpe, cpe, ls)"
-            " WHERE a.tenant_id = %b AND a.id = v.id",
-            (
-                [a.id for a in accounts],
-                [a.dp for a in accounts],
-                [a.cp for a in accounts],
-                [a.dpe for a in accounts],
-                [a.cpe for a in accounts],
-                [a.last_seq for a in accounts],
-                t.tenant_id,
-            ),
+            " FROM unnest(%s::uuid[], %s::int8[], %s::int8[], %s::int8[], %s::int8[],"
+            " %s::int8[]) AS v(id, dp, cp, dpe, cpe, ls)"
+            " WHERE a.tenant_id = %s AND a.id = v.id"
+            + (" AND a.id = ANY(%s::uuid[])" if few else ""),
+            (id_list, *(_array_literal(c) for c in counters), tenant, *([id_list] if few else [])),
         )
 
 
@@ -239,7 +276,7 @@ class _Sqlite(_Dialect):
         marks = ", ".join("?" * (columns.count(",") + 1))
         self.cur.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
 
-    def update_balances(self, t: TenantState, accounts: list[AccountState]) -> None:
+    def update_balances(self, tenant: uuid.UUID, rows: list[tuple[Any, ...]]) -> None:
         # Stage the new counters in a keyed temp table (one INSERT from a JSON array), then
         # one UPDATE driven by its keys: O(touched accounts), whatever the tenant's size.
         cur = self.cur
@@ -250,7 +287,7 @@ class _Sqlite(_Dialect):
         cur.execute(
             "INSERT INTO temp.settle_balance_updates SELECT value->>0, value->>1, value->>2,"
             " value->>3, value->>4, value->>5 FROM json_each(?)",
-            (json.dumps([[a.ref, a.dp, a.cp, a.dpe, a.cpe, a.last_seq] for a in accounts]),),
+            (json.dumps([row[1:] for row in rows]),),
         )
         cur.execute(
             "UPDATE ledger_accounts SET debits_posted = v.dp, credits_posted = v.cp,"
@@ -258,103 +295,249 @@ class _Sqlite(_Dialect):
             " FROM temp.settle_balance_updates AS v"
             " WHERE ledger_accounts.tenant_id = ? AND ledger_accounts.id = v.id"
             " AND ledger_accounts.id IN (SELECT id FROM temp.settle_balance_updates)",
-            (t.ref,),
+            (tenant.hex,),
         )
         cur.execute("DELETE FROM temp.settle_balance_updates")
 
 
+class _Prepared:
+    """A batch applied speculatively, ahead of the transaction that will commit it."""
+
+    __slots__ = ("expected", "outcome", "state", "units")
+
+    def __init__(
+        self,
+        units: Sequence[Unit],
+        state: BatchState,
+        outcome: BatchOutcome,
+        expected: dict[uuid.UUID, tuple[int, bytes, int]],
+    ) -> None:
+        self.units = units
+        self.state = state
+        self.outcome = outcome
+        # Each tenant's chain head as the speculation assumed it before the batch.
+        self.expected = expected
+
+    @property
+    def cache(self) -> dict[uuid.UUID, TenantState]:
+        return self.state.tenants
+
+    @property
+    def cache_size(self) -> int:
+        return sum(
+            len(t.existing) + len(t.entries) + len(t.accounts) for t in self.state.tenants.values()
+        )
+
+
+_gc_lock = threading.Lock()
+_gc_holders = 0
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    # A batch allocates a few hundred thousand objects that all survive until it ends: the
+    # cyclic collector would walk them again and again (measured: ~40% of batch time).
+    global _gc_holders
+    with _gc_lock:
+        _gc_holders += 1
+        if _gc_holders == 1:
+            gc.disable()
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_holders -= 1
+            if _gc_holders == 0:
+                gc.enable()
+
+
 class SqlBatchCommitter:
-    """Commits batches of ledger units to one database, one transaction per batch."""
+    """Commits batches of ledger units to one database, one transaction per batch.
+
+    Two ways in: :meth:`commit` loads the batch's state under lock, applies and writes it;
+    :meth:`prepare` + :meth:`commit_prepared` split that in two so the group-commit engine can
+    apply batch N+1 (CPU) while batch N is being written (I/O). ``prepare`` reads without locks,
+    from a cache of the state left by the batches still in flight; ``commit_prepared`` locks the
+    chain heads and checks that they are exactly what the speculation assumed. Every change to
+    a tenant's ledger (another process's batch, an account being frozen or opened) moves its
+    chain head, so equal heads prove the speculative reads are still true; otherwise the batch
+    is loaded again under lock and re-applied.
+    """
 
     def __init__(self, engine: sa.Engine, clock: Clock = system_clock) -> None:
         self.engine = engine
         self.clock = clock
         self._raw: Any = None
+        self._reader: Any = None
+        self._pg = engine.dialect.name == "postgresql"
 
     def close(self) -> None:
-        if self._raw is not None:
-            self._raw.close()
-            self._raw = None
+        for raw in (self._raw, self._reader):
+            if raw is not None:
+                with contextlib.suppress(Exception):
+                    raw.close()
+        self._raw = self._reader = None
 
-    def _connection(self) -> Any:
+    def _dialect(self, raw: Any) -> _Dialect:
+        cursor = raw.cursor()
+        return _Postgres(cursor) if self._pg else _Sqlite(cursor)
+
+    def _writer(self) -> Any:
         if self._raw is None:
             self._raw = self.engine.raw_connection()
         return self._raw
 
     def commit(self, units: Sequence[Unit]) -> list[list[TransferResult]]:
         """Apply ``units`` in order and commit them as one transaction; one result per request."""
-        raw = self._connection()
-        cursor = raw.cursor()
-        dialect: _Dialect = (
-            _Postgres(cursor) if self.engine.dialect.name == "postgresql" else _Sqlite(cursor)
-        )
-        # A batch allocates a few hundred thousand objects that all survive until it ends: the
-        # cyclic collector would walk them again and again (measured: ~40% of batch time).
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
+        with _no_gc():
+            return self._in_transaction(lambda d: self._apply_locked(d, units).results)
+
+    def prepare(
+        self, units: Sequence[Unit], cache: dict[uuid.UUID, TenantState] | None
+    ) -> _Prepared:
+        """Apply ``units`` speculatively on top of ``cache`` (the previous prepared state)."""
+        with _no_gc():
+            if self._reader is None:
+                self._reader = self.engine.raw_connection()
+                if self._pg:
+                    self._reader.driver_connection.autocommit = True
+            d = self._dialect(self._reader)
+            try:
+                keys = _Keys(units)
+                tenants: dict[uuid.UUID, TenantState] = {}
+                expected: dict[uuid.UUID, tuple[int, bytes, int]] = {}
+                for tenant in keys.tenants:
+                    t = None if cache is None else cache.get(tenant)
+                    if t is None:
+                        t = TenantState(tenant, self._read_head(d, tenant), d.row_id(tenant))
+                    tenants[tenant] = t
+                    expected[tenant] = (t.head.last_seq, t.head.last_hash, t.head.last_event_seq)
+                state = self._state(d, tenants)
+                for tenant in keys.tenants:
+                    self._load_tenant(d, keys, tenants[tenant], lock=False)
+                outcome = apply_batch(state, units)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    self._reader.close()
+                self._reader = None
+                raise
+            finally:
+                d.cur.close()
+            if cache is not None:
+                for tenant, t in cache.items():
+                    state.tenants.setdefault(tenant, t)
+            return _Prepared(units, state, outcome, expected)
+
+    def commit_prepared(self, prepared: _Prepared) -> tuple[list[list[TransferResult]], bool]:
+        """Commit a prepared batch; returns its results and whether it had to be re-applied."""
+
+        def run(d: _Dialect) -> tuple[list[list[TransferResult]], bool]:
+            for tenant in sorted(prepared.expected):
+                head = self._lock_head(d, tenant)
+                if (head.last_seq, head.last_hash, head.last_event_seq) != prepared.expected[
+                    tenant
+                ]:
+                    # Someone else moved this tenant's ledger: redo the batch under lock.
+                    return self._apply_locked(d, prepared.units).results, True
+            for tenant, rows in prepared.outcome.balances.items():
+                clause, param = d.in_ids("id", sorted(row[0] for row in rows))
+                d.rows(
+                    f"SELECT id FROM ledger_accounts WHERE tenant_id = {d.p} AND {clause}"
+                    f" ORDER BY id{d.lock_suffix()}",
+                    (d.uuid_in(tenant), param),
+                )
+            self._write(d, prepared.outcome)
+            return prepared.outcome.results, False
+
+        with _no_gc():
+            return self._in_transaction(run)
+
+    def _in_transaction(self, body: Callable[[_Dialect], _T]) -> _T:
+        raw = self._writer()
+        d = self._dialect(raw)
         try:
-            dialect.begin()
-            keys = _Keys(units)
-            state = self._load(dialect, keys)
-            outcome = apply_batch(state, units)
-            self._write(dialect, state, outcome)
+            d.begin()
+            result = body(d)
             raw.commit()
         except BaseException:
             try:
                 raw.rollback()
             finally:
                 # A connection that failed mid-transaction is not trusted again.
-                self.close()
+                with contextlib.suppress(Exception):
+                    raw.close()
+                self._raw = None
             raise
         finally:
-            cursor.close()
-            if gc_was_enabled:
-                gc.enable()
-        return outcome.results
+            d.cur.close()
+        return result
+
+    def _apply_locked(self, d: _Dialect, units: Sequence[Unit]) -> BatchOutcome:
+        keys = _Keys(units)
+        tenants = {
+            tenant: TenantState(tenant, self._lock_head(d, tenant), d.row_id(tenant))
+            for tenant in keys.tenants
+        }
+        state = self._state(d, tenants)
+        for tenant in keys.tenants:
+            self._load_tenant(d, keys, tenants[tenant], lock=True)
+        outcome = apply_batch(state, units)
+        self._write(d, outcome)
+        return outcome
 
     # ---- reading ---------------------------------------------------------------------------
 
-    def _load(self, d: _Dialect, keys: _Keys) -> BatchState:
-        cur, p = d.cur, d.p
-        tenants: dict[uuid.UUID, TenantState] = {}
-        for tenant in keys.tenants:
-            tid = d.uuid_in(tenant)
-            sql = (
-                "SELECT last_seq, last_hash, last_event_seq, last_created_at"
-                f" FROM ledger_chain_heads WHERE tenant_id = {p}{d.lock_suffix()}"
+    _HEAD_SQL = (
+        "SELECT last_seq, last_hash, last_event_seq, last_created_at FROM ledger_chain_heads"
+    )
+
+    def _read_head(self, d: _Dialect, tenant: uuid.UUID) -> ChainHead:
+        row = d.cur.execute(f"{self._HEAD_SQL} WHERE tenant_id = {d.p}", (d.uuid_in(tenant),))
+        found = row.fetchone()
+        if found is None:
+            return ChainHead(0, GENESIS_HASH, 0, 0)
+        return ChainHead(int(found[0]), bytes(found[1]), int(found[2]), int(found[3]))
+
+    def _lock_head(self, d: _Dialect, tenant: uuid.UUID) -> ChainHead:
+        tid = d.uuid_in(tenant)
+        sql = f"{self._HEAD_SQL} WHERE tenant_id = {d.p}{d.lock_suffix()}"
+        row = d.cur.execute(sql, (tid,)).fetchone()
+        if row is None:
+            d.cur.execute(
+                "INSERT INTO ledger_chain_heads (tenant_id, last_seq, last_hash,"
+                f" last_event_seq, last_created_at) VALUES ({d.p}, 0, {d.p}, 0, 0)"
+                " ON CONFLICT (tenant_id) DO NOTHING",
+                (tid, GENESIS_HASH),
             )
-            row = cur.execute(sql, (tid,)).fetchone()
-            if row is None:
-                cur.execute(
-                    "INSERT INTO ledger_chain_heads (tenant_id, last_seq, last_hash,"
-                    f" last_event_seq, last_created_at) VALUES ({p}, 0, {p}, 0, 0)"
-                    " ON CONFLICT (tenant_id) DO NOTHING",
-                    (tid, GENESIS_HASH),
-                )
-                row = cur.execute(sql, (tid,)).fetchone()
-            head = ChainHead(int(row[0]), bytes(row[1]), int(row[2]), int(row[3]))
-            tenants[tenant] = TenantState(tenant, head, d.row_id(tenant))
+            row = d.cur.execute(sql, (tid,)).fetchone()
+        return ChainHead(int(row[0]), bytes(row[1]), int(row[2]), int(row[3]))
+
+    def _state(self, d: _Dialect, tenants: dict[uuid.UUID, TenantState]) -> BatchState:
         # One clock reading per batch; never behind the last commit, so created_at is
         # monotonic in the sequence for every tenant (point-in-time reads rely on it).
         now = max([self.clock(), *(t.head.last_created_at for t in tenants.values())])
-        state = BatchState(now, tenants, d.row_id)
-        for tenant in keys.tenants:
-            self._load_tenant(d, keys, tenants[tenant])
-        return state
+        return BatchState(now, tenants, d.row_id)
 
-    def _load_tenant(self, d: _Dialect, keys: _Keys, t: TenantState) -> None:
-        _cur, p = d.cur, d.p
+    def _load_tenant(self, d: _Dialect, keys: _Keys, t: TenantState, *, lock: bool) -> None:
+        """Read what the batch refers to and ``t`` does not know yet (all of it when fresh)."""
         tenant, out = t.tenant_id, d.uuid_out
         tid = d.uuid_in(tenant)
-        clause, param = d.in_ids("id", keys.transfer_ids[tenant])
-        for row in d.rows(
-            f"SELECT id, fingerprint FROM ledger_transfers WHERE tenant_id = {p} AND {clause}",
-            (tid, param),
-        ):
-            t.existing[out(row[0]).int] = bytes(row[1])
+        p = d.p
+        unknown_ids = [i for i in keys.transfer_ids[tenant] if i.int not in t.existing]
+        if unknown_ids:
+            clause, param = d.in_ids("id", unknown_ids)
+            for row in d.rows(
+                f"SELECT id, fingerprint FROM ledger_transfers WHERE tenant_id = {p} AND {clause}",
+                (tid, param),
+            ):
+                t.existing[out(row[0]).int] = bytes(row[1])
 
-        account_ids = set(keys.account_ids[tenant])
-        pending_ids = keys.pending_ids.get(tenant)
+        account_ids = {a for a in keys.account_ids[tenant] if a.int not in t.accounts}
+        pending_ids = {
+            i
+            for i in keys.pending_ids.get(tenant, ())
+            if i.int not in t.holds and i.int not in t.resolved
+        }
         open_holds: list[tuple[uuid.UUID, int, int | None]] = []
         if pending_ids:
             clause, param = d.in_ids("transfer_id", pending_ids)
@@ -376,7 +559,11 @@ class SqlBatchCommitter:
                 ):
                     t.resolved[out(row[0]).int] = TransferKind(row[1])
         targets: list[tuple[uuid.UUID, int, str]] = []
-        reversal_ids = keys.reversal_ids.get(tenant)
+        reversal_ids = {
+            i
+            for i in keys.reversal_ids.get(tenant, ())
+            if i.int not in t.entries and i.int not in t.targets
+        }
         if reversal_ids:
             clause, param = d.in_ids("id", reversal_ids)
             targets = [
@@ -403,7 +590,8 @@ class SqlBatchCommitter:
                 (tid, param),
             ):
                 account = out(row[1])
-                account_ids.add(account)
+                if account.int not in t.accounts:
+                    account_ids.add(account)
                 legs_by_seq.setdefault(int(row[0]), []).append(
                     (account, row[2], row[3], int(row[4]), int(row[5]))
                 )
@@ -417,8 +605,8 @@ class SqlBatchCommitter:
         if account_ids:
             clause, param = d.in_ids("id", sorted(account_ids))
             for r in d.rows(
-                f"SELECT {_ACCOUNT_COLUMNS} FROM ledger_accounts"
-                f" WHERE tenant_id = {p} AND {clause} ORDER BY id{d.lock_suffix()}",
+                f"SELECT {_ACCOUNT_COLUMNS} FROM ledger_accounts WHERE tenant_id = {p}"
+                f" AND {clause} ORDER BY id{d.lock_suffix() if lock else ''}",
                 (tid, param),
             ):
                 account_id = out(r[0])
@@ -429,13 +617,12 @@ class SqlBatchCommitter:
 
     # ---- writing ---------------------------------------------------------------------------
 
-    def _write(self, d: _Dialect, state: BatchState, outcome: BatchOutcome) -> None:
-        if not outcome.transfers:
-            return
-        # Postings before transfers: on SQLite the balance trigger fires on the transfer row.
-        d.write_rows("ledger_postings", _POSTING_COLUMNS, outcome.postings)
-        d.write_rows("ledger_transfers", _TRANSFER_COLUMNS, outcome.transfers)
-        d.write_rows("outbox_events", _EVENT_COLUMNS, outcome.events)
+    def _write(self, d: _Dialect, outcome: BatchOutcome) -> None:
+        if outcome.transfers:
+            # Postings before transfers: on SQLite the balance trigger fires on the transfer.
+            d.write_rows("ledger_postings", _POSTING_COLUMNS, outcome.postings)
+            d.write_rows("ledger_transfers", _TRANSFER_COLUMNS, outcome.transfers)
+            d.write_rows("outbox_events", _EVENT_COLUMNS, outcome.events)
         if outcome.holds_added:
             d.write_rows("ledger_pending_holds", _HOLD_COLUMNS, outcome.holds_added)
         released: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
@@ -443,14 +630,11 @@ class SqlBatchCommitter:
             released[tenant].append(transfer_id)
         for tenant, ids in released.items():
             d.delete_holds(tenant, ids)
-        for t in state.tenants.values():
-            touched = [a for a in t.accounts.values() if a.touched]
-            if touched:
-                d.update_balances(t, touched)
-            head = t.head
+        for tenant, rows in outcome.balances.items():
+            d.update_balances(tenant, rows)
+        for tenant, head in outcome.heads.items():
             d.cur.execute(
                 f"UPDATE ledger_chain_heads SET last_seq = {d.p}, last_hash = {d.p},"
                 f" last_event_seq = {d.p}, last_created_at = {d.p} WHERE tenant_id = {d.p}",
-                (head.last_seq, head.last_hash, head.last_event_seq,
-                 max(head.last_created_at, state.now), d.uuid_in(t.tenant_id)),
-            )  # fmt: skip
+                (*head, d.uuid_in(tenant)),
+            )
