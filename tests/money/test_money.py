@@ -356,9 +356,10 @@ def test_from_decimal_rounds_as_named(
     assert Money.from_decimal(Decimal(value), currency, rounding=rounding) == Money(minor, currency)
 
 
-def test_from_decimal_rounds_half_even_by_default() -> None:
-    assert Money.from_decimal(Decimal("0.125"), USD) == Money(12, USD)
-    assert Money.from_decimal(Decimal("0.135"), USD) == Money(14, USD)
+def test_from_decimal_has_no_default_rounding() -> None:
+    # Every rounding is named by the caller: there is no silent default.
+    with pytest.raises(TypeError):
+        Money.from_decimal(Decimal("0.125"), USD)  # type: ignore[call-arg]
 
 
 def test_decimal_conversions_ignore_the_ambient_context() -> None:

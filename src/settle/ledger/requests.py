@@ -17,6 +17,7 @@ from datetime import datetime
 from settle.ledger.model import Side, to_micros
 
 __all__ = [
+    "ExpirePending",
     "PostPending",
     "PostingRequest",
     "ReverseTransfer",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 from typing import ClassVar
 
 from settle.errors import SettleError
@@ -93,7 +93,7 @@ class Money:
 
     @classmethod
     def from_decimal(
-        cls, value: Decimal, currency: Currency, *, rounding: str = ROUND_HALF_EVEN
+        cls, value: Decimal, currency: Currency, *, rounding: str
     ) -> Money:
         """Money from a Decimal in major units, rounded to minor units with the named rounding.
 

@@ -1,0 +1,76 @@
+"""The double-entry ledger: accounts, transfers, the batch applier and the group-commit engine."""
+
+from settle.ledger.apply import BatchOutcome, BatchState, TransferResult, Unit, apply_batch
+from settle.ledger.errors import (
+    AccountCodeTakenError,
+    AccountExistsError,
+    AccountNotEmptyError,
+    AccountNotFoundError,
+    InvalidAccountError,
+    InvalidStatusTransitionError,
+    LedgerError,
+    ParentAccountError,
+    ResultCode,
+    TransferNotFoundError,
+)
+from settle.ledger.group_commit import MAX_BATCH, GroupCommitEngine
+from settle.ledger.model import (
+    Account,
+    AccountStatus,
+    AccountType,
+    Balances,
+    NewAccount,
+    Posting,
+    Side,
+    Transfer,
+    TransferKind,
+)
+from settle.ledger.requests import (
+    ExpirePending,
+    PostingRequest,
+    PostPending,
+    ReverseTransfer,
+    TransferRequest,
+    TransferSpec,
+    VoidPending,
+)
+from settle.ledger.service import expire_pending, open_account, update_account
+
+__all__ = [
+    "MAX_BATCH",
+    "Account",
+    "AccountCodeTakenError",
+    "AccountExistsError",
+    "AccountNotEmptyError",
+    "AccountNotFoundError",
+    "AccountStatus",
+    "AccountType",
+    "Balances",
+    "BatchOutcome",
+    "BatchState",
+    "ExpirePending",
+    "GroupCommitEngine",
+    "InvalidAccountError",
+    "InvalidStatusTransitionError",
+    "LedgerError",
+    "NewAccount",
+    "ParentAccountError",
+    "PostPending",
+    "Posting",
+    "PostingRequest",
+    "ResultCode",
+    "ReverseTransfer",
+    "Side",
+    "Transfer",
+    "TransferKind",
+    "TransferNotFoundError",
+    "TransferRequest",
+    "TransferResult",
+    "TransferSpec",
+    "Unit",
+    "VoidPending",
+    "apply_batch",
+    "expire_pending",
+    "open_account",
+    "update_account",
+]
