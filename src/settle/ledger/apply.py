@@ -184,18 +184,20 @@ class TenantState:
 class BatchState:
     """Everything a batch reads, loaded by the store under lock."""
 
-    __slots__ = ("encode_id", "now", "tenants")
+    __slots__ = ("encode_digest", "encode_id", "now", "tenants")
 
     def __init__(
         self,
         now: int,
         tenants: dict[uuid.UUID, TenantState],
         encode_id: Callable[[uuid.UUID], Any] | None = None,
+        encode_digest: Callable[[bytes], Any] | None = None,
     ) -> None:
         self.now = now
         self.tenants = tenants
-        # How the store writes a transfer id (identity for native UUID columns).
+        # How the store writes an id and a digest (identity for native columns).
         self.encode_id: Callable[[uuid.UUID], Any] = encode_id or (lambda value: value)
+        self.encode_digest: Callable[[bytes], Any] = encode_digest or (lambda value: value)
 
 
 class TransferResult(NamedTuple):
@@ -470,7 +472,8 @@ class _Applier:
             (tenant, tref, seq, kind.value,
              None if pending_id is None else encode(pending_id),
              None if reversal_of is None else encode(reversal_of),
-             timeout_at, description, metadata_json, effective_at, now, fingerprint, digest)
+             timeout_at, description, metadata_json, effective_at, now,
+             self.s.encode_digest(fingerprint), self.s.encode_digest(digest))
         )  # fmt: skip
         head.last_seq = seq
         head.last_hash = digest

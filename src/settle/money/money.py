@@ -92,9 +92,7 @@ class Money:
         return cls(-minor if match["sign"] else minor, cur)
 
     @classmethod
-    def from_decimal(
-        cls, value: Decimal, currency: Currency, *, rounding: str
-    ) -> Money:
+    def from_decimal(cls, value: Decimal, currency: Currency, *, rounding: str) -> Money:
         """Money from a Decimal in major units, rounded to minor units with the named rounding.
 
         Raises:

@@ -139,6 +139,11 @@ class _Dialect:
     def begin(self) -> None:
         raise NotImplementedError
 
+    @contextmanager
+    def pipelined(self, outcome: BatchOutcome) -> Iterator[None]:  # noqa: ARG002 - see _Postgres
+        """Send the statements of the block without waiting for each (where supported)."""
+        yield
+
     def rows(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
         return self.cur.execute(sql, params).fetchall()  # type: ignore[no-any-return]
 
@@ -151,6 +156,13 @@ class _Dialect:
     def row_id(self, value: uuid.UUID) -> Any:
         """An id as written by :meth:`write_rows`."""
         return value.bytes
+
+    def row_digest(self, value: bytes) -> Any:
+        """A digest as written by :meth:`write_rows` (see settle.store.types.Digest)."""
+        return value
+
+    def digest_out(self, value: Any) -> bytes:
+        return bytes(value)
 
     def in_ids(self, column: str, ids: Iterable[uuid.UUID]) -> tuple[str, Any]:
         raise NotImplementedError
@@ -186,6 +198,17 @@ class _Postgres(_Dialect):
     def begin(self) -> None:
         # psycopg opens the transaction implicitly on the first statement.
         pass
+
+    @contextmanager
+    def pipelined(self, outcome: BatchOutcome) -> Iterator[None]:
+        # libpq pipeline mode: a small batch's writes go out back to back and the server's
+        # answers are read once at the end. COPY cannot run in a pipeline; large batches
+        # use it and go statement by statement.
+        if max(len(outcome.postings), len(outcome.transfers)) >= _SMALL_WRITE:
+            yield
+            return
+        with self.cur.connection.pipeline():
+            yield
 
     def in_ids(self, column: str, ids: Iterable[uuid.UUID]) -> tuple[str, Any]:
         # One text parameter (an array literal): cheap to send however many ids there are.
@@ -263,6 +286,12 @@ class _Sqlite(_Dialect):
     def row_id(self, value: uuid.UUID) -> Any:
         return value.hex
 
+    def row_digest(self, value: bytes) -> Any:
+        return value.hex()
+
+    def digest_out(self, value: Any) -> bytes:
+        return bytes.fromhex(value)
+
     def in_ids(self, column: str, ids: Iterable[uuid.UUID]) -> tuple[str, Any]:
         return f"{column} IN (SELECT value FROM json_each(?))", json.dumps([i.hex for i in ids])
 
@@ -271,8 +300,8 @@ class _Sqlite(_Dialect):
 
     def write_rows(self, table: str, columns: str, rows: list[tuple[Any, ...]]) -> None:
         # SQLite runs in-process: one prepared statement stepped over every row is its bulk
-        # insert (there is no round trip per row to save).
-        # Ids in the rows are already hex text (see encode_id).
+        # insert, with no round trip per row to save (measured 2x faster than one INSERT from
+        # a JSON array, which re-parses each row once per column).
         marks = ", ".join("?" * (columns.count(",") + 1))
         self.cur.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
 
@@ -439,14 +468,15 @@ class SqlBatchCommitter:
                 ]:
                     # Someone else moved this tenant's ledger: redo the batch under lock.
                     return self._apply_locked(d, prepared.units).results, True
-            for tenant, rows in prepared.outcome.balances.items():
-                clause, param = d.in_ids("id", sorted(row[0] for row in rows))
-                d.rows(
-                    f"SELECT id FROM ledger_accounts WHERE tenant_id = {d.p} AND {clause}"
-                    f" ORDER BY id{d.lock_suffix()}",
-                    (d.uuid_in(tenant), param),
-                )
-            self._write(d, prepared.outcome)
+            with d.pipelined(prepared.outcome):
+                for tenant, rows in prepared.outcome.balances.items():
+                    clause, param = d.in_ids("id", sorted(row[0] for row in rows))
+                    d.cur.execute(
+                        f"SELECT id FROM ledger_accounts WHERE tenant_id = {d.p} AND {clause}"
+                        f" ORDER BY id{d.lock_suffix()}",
+                        (d.uuid_in(tenant), param),
+                    )
+                self._write(d, prepared.outcome)
             return prepared.outcome.results, False
 
         with _no_gc():
@@ -516,7 +546,7 @@ class SqlBatchCommitter:
         # One clock reading per batch; never behind the last commit, so created_at is
         # monotonic in the sequence for every tenant (point-in-time reads rely on it).
         now = max([self.clock(), *(t.head.last_created_at for t in tenants.values())])
-        return BatchState(now, tenants, d.row_id)
+        return BatchState(now, tenants, d.row_id, d.row_digest)
 
     def _load_tenant(self, d: _Dialect, keys: _Keys, t: TenantState, *, lock: bool) -> None:
         """Read what the batch refers to and ``t`` does not know yet (all of it when fresh)."""
@@ -530,7 +560,7 @@ class SqlBatchCommitter:
                 f"SELECT id, fingerprint FROM ledger_transfers WHERE tenant_id = {p} AND {clause}",
                 (tid, param),
             ):
-                t.existing[out(row[0]).int] = bytes(row[1])
+                t.existing[out(row[0]).int] = d.digest_out(row[1])
 
         account_ids = {a for a in keys.account_ids[tenant] if a.int not in t.accounts}
         pending_ids = {

@@ -11,6 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from settle.store.types import Digest
+
 __all__ = [
     "ledger_accounts",
     "ledger_chain_heads",
@@ -116,8 +118,8 @@ ledger_transfers = sa.Table(
     sa.Column("metadata", JsonDoc, nullable=False),
     sa.Column("effective_at", Micros, nullable=False),
     sa.Column("created_at", Micros, nullable=False),
-    sa.Column("fingerprint", sa.LargeBinary(32), nullable=False),
-    sa.Column("hash", sa.LargeBinary(32), nullable=False),
+    sa.Column("fingerprint", Digest, nullable=False),
+    sa.Column("hash", Digest, nullable=False),
     sa.UniqueConstraint("tenant_id", "seq"),
     # A pending transfer is resolved (posted, voided or expired) at most once, and a transfer is
     # reversed at most once: the database enforces both. Partial, so the many transfers that
@@ -164,6 +166,8 @@ ledger_postings = sa.Table(
     sa.CheckConstraint("posted_amount >= 0", name="posted_amount_non_negative"),
     sa.CheckConstraint("posted_amount > 0 OR pending_amount <> 0", name="moves_something"),
     sa.Index(None, "tenant_id", "account_id", "created_at", "seq"),
+    # Clustered on (tenant, seq, idx) on SQLite: appends in key order, one B-tree fewer.
+    sqlite_with_rowid=False,
 )
 
 # Open holds: one row per pending transfer not yet posted, voided or expired. Mutable on
@@ -190,4 +194,5 @@ outbox_events = sa.Table(
     sa.Column("object_id", sa.Uuid, nullable=False),
     sa.Column("payload", JsonDoc, nullable=True),
     sa.Column("created_at", Micros, nullable=False),
+    sqlite_with_rowid=False,
 )

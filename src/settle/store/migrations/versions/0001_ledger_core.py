@@ -11,6 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
+from settle.store.types import Digest
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -126,6 +128,7 @@ def upgrade() -> None:
             "posted_amount >= 0", name=op.f("ck_ledger_postings_posted_amount_non_negative")
         ),
         sa.PrimaryKeyConstraint("tenant_id", "seq", "idx", name=op.f("pk_ledger_postings")),
+        sqlite_with_rowid=False,
     )
     with op.batch_alter_table("ledger_postings", schema=None) as batch_op:
         batch_op.create_index(
@@ -151,8 +154,9 @@ def upgrade() -> None:
         ),
         sa.Column("effective_at", sa.BigInteger(), nullable=False),
         sa.Column("created_at", sa.BigInteger(), nullable=False),
-        sa.Column("fingerprint", sa.LargeBinary(length=32), nullable=False),
-        sa.Column("hash", sa.LargeBinary(length=32), nullable=False),
+        # Digest: BYTEA on PostgreSQL, hex text on SQLite (see settle.store.types).
+        sa.Column("fingerprint", Digest(), nullable=False),
+        sa.Column("hash", Digest(), nullable=False),
         sa.CheckConstraint(
             "kind IN ('transfer', 'pending', 'post_pending', 'void_pending', 'expire_pending', 'reversal')",
             name=op.f("ck_ledger_transfers_kind"),
@@ -183,6 +187,7 @@ def upgrade() -> None:
         ),
         sa.Column("created_at", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("tenant_id", "seq", name=op.f("pk_outbox_events")),
+        sqlite_with_rowid=False,
     )
 
     _create_ledger_triggers()
