@@ -302,6 +302,9 @@ class _Applier:
             raise _Refusal(_R.INVALID_POSTINGS, "an account may appear once in a transfer")
         if any(balance.values()):
             raise _Refusal(_R.UNBALANCED, "debits and credits differ")
+        if len(legs) > 2 and sum(leg[2] + leg[3] for leg in legs if leg[1] == "D") > MAX_AMOUNT:
+            # Each side's total must fit in 64 bits, like every counter it lands in.
+            raise _Refusal(_R.INVALID_AMOUNT, "the transfer's total exceeds the largest amount")
         return legs
 
     def timeout_for(self, req: TransferSpec) -> int | None:
@@ -310,7 +313,10 @@ class _Applier:
             return None
         if not req.pending or type(t) is not int or t <= 0:
             raise _Refusal(_R.INVALID_TIMEOUT, "timeout_seconds must be a positive integer")
-        return self.s.now + t * 1_000_000
+        timeout_at = self.s.now + t * 1_000_000
+        if timeout_at > MAX_AMOUNT:
+            raise _Refusal(_R.INVALID_TIMEOUT, "timeout_seconds is too far in the future")
+        return timeout_at
 
     def open_hold(self, t: TenantState, pending_id: uuid.UUID, *, expiring: bool) -> Hold:
         hold = t.holds.get(pending_id.int)

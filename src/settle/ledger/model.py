@@ -210,6 +210,10 @@ class Posting:
     posted_amount: int
     pending_amount: int
     balances_after: Balances
+    # Where the line sits in the journal (what a statement shows and pages by).
+    transfer_id: uuid.UUID | None = None
+    seq: int = 0
+    created_at: datetime | None = None
 
     @property
     def amount(self) -> int:
@@ -234,7 +238,8 @@ class Transfer:
     reversal_of: uuid.UUID | None = None
     timeout_at: datetime | None = None
     hash: bytes = b""
-    # For a pending transfer: "pending", or the kind of the transfer that resolved it.
+    # For a pending transfer: PENDING while open, else the kind of the transfer that resolved it
+    # (POST_PENDING, VOID_PENDING or EXPIRE_PENDING); None for other kinds.
     resolution: TransferKind | None = None
     resolved_by: uuid.UUID | None = None
     reversed_by: uuid.UUID | None = None

@@ -16,6 +16,11 @@ __all__ = ["LedgerRepository", "LedgerUnitOfWork"]
 class LedgerRepository(Protocol):
     """Reads and account writes inside one unit of work (one transaction)."""
 
+    def lock_tenant(self, tenant_id: uuid.UUID) -> None:
+        """Take the tenant's ledger lock (its chain head). Every writer takes it first, then
+        account rows in id order: one lock order for all, so no deadlock."""
+        ...
+
     def get_account(
         self, tenant_id: uuid.UUID, account_id: uuid.UUID, *, lock: bool = False
     ) -> Account | None: ...

@@ -104,6 +104,7 @@ def open_account(uow: LedgerUnitOfWork, cmd: NewAccount) -> Account:
             )
     metadata = _validate_metadata(cmd.metadata)
     with uow:
+        uow.ledger.lock_tenant(cmd.tenant_id)
         if cmd.id is not None:
             existing = uow.ledger.get_account(cmd.tenant_id, cmd.id)
             if existing is not None:
@@ -165,6 +166,8 @@ def update_account(
         AccountNotEmptyError: closing an account that still holds or owes money.
     """
     with uow:
+        # Lock order shared with the ledger engine: the tenant's chain head, then the account.
+        uow.ledger.lock_tenant(tenant_id)
         account = uow.ledger.get_account(tenant_id, account_id, lock=True)
         if account is None:
             raise AccountNotFoundError(f"account {account_id} not found", param="id")

@@ -107,6 +107,9 @@ def _posting(row: Any) -> Posting:
         balances_after=Balances(
             row.debits_posted, row.credits_posted, row.debits_pending, row.credits_pending
         ),
+        transfer_id=row.transfer_id,
+        seq=row.seq,
+        created_at=from_micros(row.created_at),
     )
 
 
@@ -119,6 +122,9 @@ class SqlLedgerRepository:
         self.dialect = connection.dialect.name
 
     # ---- accounts --------------------------------------------------------------------------
+
+    def lock_tenant(self, tenant_id: uuid.UUID) -> None:
+        self._lock_head(tenant_id)
 
     def get_account(
         self, tenant_id: uuid.UUID, account_id: uuid.UUID, *, lock: bool = False
@@ -189,9 +195,12 @@ class SqlLedgerRepository:
                 stmt = stmt.where(column == value)
         for key, value in (query.metadata or {}).items():
             if self.dialect == "postgresql":
-                stmt = stmt.where(A.c.metadata.contains({key: value}))
+                # JSONB containment, served by the column's type on PostgreSQL.
+                stmt = stmt.where(sa.cast(A.c.metadata, postgresql.JSONB).contains({key: value}))
             else:
-                stmt = stmt.where(sa.func.json_extract(A.c.metadata, f'$."{key}"') == value)
+                # json_each compares the key as data: no JSON-path quoting to get wrong.
+                entries = sa.func.json_each(A.c.metadata).table_valued("key", "value")
+                stmt = stmt.where(sa.exists().where(entries.c.key == key, entries.c.value == value))
         if ending_before is not None:
             stmt = stmt.where(A.c.id < ending_before).order_by(A.c.id.desc())
         else:
@@ -355,7 +364,7 @@ class SqlLedgerRepository:
             kind = TransferKind(r.kind)
             resolution = resolved_by = None
             if kind is TransferKind.PENDING:
-                resolution, resolved_by = resolutions.get(r.id, (None, None))
+                resolution, resolved_by = resolutions.get(r.id, (TransferKind.PENDING, None))
             out.append(
                 Transfer(
                     tenant_id=r.tenant_id,

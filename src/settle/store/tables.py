@@ -92,13 +92,13 @@ ledger_accounts = sa.Table(
     ),
     # The balance constraints, enforced by the database as a backstop to the engine's checks.
     sa.CheckConstraint(
-        "NOT debits_must_not_exceed_credits OR debits_posted + debits_pending"
-        " <= credits_posted + COALESCE(overdraft_limit, 0)",
+        "NOT debits_must_not_exceed_credits OR CAST(debits_posted AS NUMERIC) + debits_pending"
+        " <= CAST(credits_posted AS NUMERIC) + COALESCE(overdraft_limit, 0)",
         name="debits_within_credits",
     ),
     sa.CheckConstraint(
-        "NOT credits_must_not_exceed_debits OR credits_posted + credits_pending"
-        " <= debits_posted + COALESCE(overdraft_limit, 0)",
+        "NOT credits_must_not_exceed_debits OR CAST(credits_posted AS NUMERIC) + credits_pending"
+        " <= CAST(debits_posted AS NUMERIC) + COALESCE(overdraft_limit, 0)",
         name="credits_within_debits",
     ),
     postgresql_with={"fillfactor": 70},  # room for HOT updates of the balance counters

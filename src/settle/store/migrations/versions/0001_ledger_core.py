@@ -57,11 +57,11 @@ def upgrade() -> None:
             name=op.f("ck_ledger_accounts_one_balance_flag"),
         ),
         sa.CheckConstraint(
-            "NOT credits_must_not_exceed_debits OR credits_posted + credits_pending <= debits_posted + COALESCE(overdraft_limit, 0)",
+            "NOT credits_must_not_exceed_debits OR CAST(credits_posted AS NUMERIC) + credits_pending <= CAST(debits_posted AS NUMERIC) + COALESCE(overdraft_limit, 0)",
             name=op.f("ck_ledger_accounts_credits_within_debits"),
         ),
         sa.CheckConstraint(
-            "NOT debits_must_not_exceed_credits OR debits_posted + debits_pending <= credits_posted + COALESCE(overdraft_limit, 0)",
+            "NOT debits_must_not_exceed_credits OR CAST(debits_posted AS NUMERIC) + debits_pending <= CAST(credits_posted AS NUMERIC) + COALESCE(overdraft_limit, 0)",
             name=op.f("ck_ledger_accounts_debits_within_credits"),
         ),
         sa.CheckConstraint(
@@ -227,6 +227,26 @@ CREATE TRIGGER ledger_postings_no_truncate BEFORE TRUNCATE ON ledger_postings
 CREATE TRIGGER ledger_postings_balanced AFTER INSERT ON ledger_postings
     REFERENCING NEW TABLE AS new_postings
     FOR EACH STATEMENT EXECUTE FUNCTION settle_check_postings_balanced();
+
+-- A transfer row needs its postings (written first, in the same transaction): at least two.
+CREATE FUNCTION settle_check_transfers_have_postings() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    bad record;
+BEGIN
+    SELECT t.tenant_id, t.id INTO bad FROM new_transfers t
+    WHERE (SELECT count(*) FROM ledger_postings p
+           WHERE p.tenant_id = t.tenant_id AND p.seq = t.seq) < 2
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'transfer % has fewer than two postings', bad.id
+            USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER ledger_transfers_have_postings AFTER INSERT ON ledger_transfers
+    REFERENCING NEW TABLE AS new_transfers
+    FOR EACH STATEMENT EXECUTE FUNCTION settle_check_transfers_have_postings();
 """
 
 # SQLite has no statement-level triggers: the balance check runs when the transfer row is
@@ -262,6 +282,7 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP FUNCTION settle_reject_ledger_mutation() CASCADE")
         op.execute("DROP FUNCTION settle_check_postings_balanced() CASCADE")
+        op.execute("DROP FUNCTION settle_check_transfers_have_postings() CASCADE")
 
     op.drop_table("outbox_events")
     op.drop_table("ledger_transfers")
