@@ -113,6 +113,25 @@ def _posting(row: Any) -> Posting:
     )
 
 
+def _account_postings(
+    stmt: sa.Select[Any],
+    tenant_id: uuid.UUID,
+    account_id: uuid.UUID,
+    start: int | None,
+    end: int | None,
+    after_seq: int | None,
+) -> sa.Select[Any]:
+    """An account's postings within [start, end) after a seq, in journal order."""
+    stmt = stmt.where(P.c.tenant_id == tenant_id, P.c.account_id == account_id)
+    if start is not None:
+        stmt = stmt.where(P.c.created_at >= start)
+    if end is not None:
+        stmt = stmt.where(P.c.created_at < end)
+    if after_seq is not None:
+        stmt = stmt.where(P.c.seq > after_seq)
+    return stmt.order_by(P.c.created_at, P.c.seq)
+
+
 class SqlLedgerRepository:
     """The ledger's tables seen through one open connection (one transaction)."""
 
@@ -281,14 +300,8 @@ class SqlLedgerRepository:
         after_seq: int | None = None,
     ) -> Page[Posting]:
         """The account's postings in order, each with the running balances after it."""
-        stmt = sa.select(P).where(P.c.tenant_id == tenant_id, P.c.account_id == account_id)
-        if start is not None:
-            stmt = stmt.where(P.c.created_at >= start)
-        if end is not None:
-            stmt = stmt.where(P.c.created_at < end)
-        if after_seq is not None:
-            stmt = stmt.where(P.c.seq > after_seq)
-        rows = list(self.conn.execute(stmt.order_by(P.c.created_at, P.c.seq).limit(limit + 1)))
+        stmt = _account_postings(sa.select(P), tenant_id, account_id, start, end, after_seq)
+        rows = list(self.conn.execute(stmt.limit(limit + 1)))
         return Page([_posting(r) for r in rows[:limit]], len(rows) > limit)
 
     # ---- transfers -------------------------------------------------------------------------
@@ -312,16 +325,8 @@ class SqlLedgerRepository:
         after_seq: int | None = None,
     ) -> Page[Transfer]:
         """Transfers touching an account, oldest first, optionally within [start, end)."""
-        stmt = sa.select(P.c.seq).where(P.c.tenant_id == tenant_id, P.c.account_id == account_id)
-        if start is not None:
-            stmt = stmt.where(P.c.created_at >= start)
-        if end is not None:
-            stmt = stmt.where(P.c.created_at < end)
-        if after_seq is not None:
-            stmt = stmt.where(P.c.seq > after_seq)
-        seqs = [
-            r[0] for r in self.conn.execute(stmt.order_by(P.c.created_at, P.c.seq).limit(limit + 1))
-        ]
+        stmt = _account_postings(sa.select(P.c.seq), tenant_id, account_id, start, end, after_seq)
+        seqs = [r[0] for r in self.conn.execute(stmt.limit(limit + 1))]
         rows = list(
             self.conn.execute(
                 sa.select(T)
