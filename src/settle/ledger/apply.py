@@ -59,6 +59,7 @@ EVENT_TYPES: dict[TransferKind, str] = {
     TransferKind.EXPIRE_PENDING: "transfer.expired",
     TransferKind.REVERSAL: "transfer.reversed",
 }
+_KIND_NAMES = {kind: kind.value for kind in TransferKind}
 _RESOLUTION_CODES = {
     TransferKind.POST_PENDING: _R.PENDING_ALREADY_POSTED,
     TransferKind.VOID_PENDING: _R.PENDING_ALREADY_VOIDED,
@@ -80,6 +81,7 @@ class AccountState:
         "dp",
         "dpe",
         "dr_limit",
+        "hex",
         "id",
         "last_seq",
         "ref",
@@ -106,6 +108,7 @@ class AccountState:
     ) -> None:
         self.tenant_id = tenant_id
         self.id = account_id
+        self.hex = f"{account_id.int:032x}"  # as the canonical form spells it
         # The id as the store writes it (e.g. hex text on SQLite), computed once per batch.
         self.ref = account_id if ref is None else ref
         self.currency = currency
@@ -298,7 +301,11 @@ class _Applier:
             else:
                 balance[currency] = balance.get(currency, 0) - amount
                 legs.append((acct, "C", 0, amount) if pending else (acct, "C", amount, 0))
-        if len({id(leg[0]) for leg in legs}) != len(legs):
+        if (
+            legs[0][0] is legs[1][0]
+            if len(legs) == 2
+            else len({id(leg[0]) for leg in legs}) != len(legs)
+        ):
             raise _Refusal(_R.INVALID_POSTINGS, "an account may appear once in a transfer")
         if any(balance.values()):
             raise _Refusal(_R.UNBALANCED, "debits and credits differ")
@@ -437,17 +444,18 @@ class _Applier:
         metadata_json: str = "{}",
         effective_at: int | None = None,
     ) -> int:
-        out, undo = self.out, self.undo
+        out, undo, state = self.out, self.undo, self.s
         head = t.head
         if undo is not None:
             undo.append(("head", head, head.last_seq, head.last_hash, head.last_event_seq))
         seq = head.last_seq + 1
-        now = self.s.now
+        now = state.now
         if effective_at is None:
             effective_at = now
         tid = req.id
-        tref = self.s.encode_id(tid)
+        tref = state.encode_id(tid)
         tenant = t.ref
+        kind_name = _KIND_NAMES[kind]
         lines = []
         posting_rows = out.postings
         for idx, ((acct, side, posted, pending), counters) in enumerate(
@@ -463,32 +471,37 @@ class _Applier:
             if not acct.touched:
                 acct.touched = True
                 out.touched.append(acct)
-            lines.append((idx, acct.id, side, acct.currency, posted, pending))
+            currency = acct.currency
+            lines.append(f"{idx}:{acct.hex}:{side}:{currency}:{posted}:{pending}")
             posting_rows.append(
-                (tenant, seq, idx, tref, acct.ref, side, acct.currency, posted, pending, now,
+                (tenant, seq, idx, tref, acct.ref, side, currency, posted, pending, now,
                  *counters)
             )  # fmt: skip
         canonical = canonical_transfer(
-            t.tenant_id, tid, seq, kind.value, pending_id, reversal_of, timeout_at, description,
-            metadata_json, effective_at, now, fingerprint, lines,
+            t.tenant_id, tid, seq, kind_name, pending_id, reversal_of, timeout_at, description,
+            metadata_json, effective_at, now, fingerprint, ";".join(lines),
         )  # fmt: skip
         digest = _sha256(head.last_hash + canonical).digest()
-        encode = self.s.encode_id
+        encode, encode_digest = state.encode_id, state.encode_digest
         out.transfers.append(
-            (tenant, tref, seq, kind.value,
+            (tenant, tref, seq, kind_name,
              None if pending_id is None else encode(pending_id),
              None if reversal_of is None else encode(reversal_of),
              timeout_at, description, metadata_json, effective_at, now,
-             self.s.encode_digest(fingerprint), self.s.encode_digest(digest))
+             encode_digest(fingerprint), encode_digest(digest))
         )  # fmt: skip
         head.last_seq = seq
         head.last_hash = digest
-        head.last_event_seq += 1
-        out.events.append((tenant, head.last_event_seq, EVENT_TYPES[kind], tref, None, now))
+        event_seq = head.last_event_seq = head.last_event_seq + 1
+        out.events.append((tenant, event_seq, EVENT_TYPES[kind], tref, None, now))
 
         key = tid.int
-        self._set(t.existing, key, fingerprint)
-        self._set(t.entries, key, (kind, legs))
+        if undo is None:
+            t.existing[key] = fingerprint
+            t.entries[key] = (kind, legs)
+        else:
+            self._set(t.existing, key, fingerprint)
+            self._set(t.entries, key, (kind, legs))
         if kind is TransferKind.PENDING:
             hold_legs = tuple((a.id, side, a.currency, pend) for a, side, _p, pend in legs)
             self._set(t.holds, key, Hold(tid, seq, timeout_at, hold_legs))

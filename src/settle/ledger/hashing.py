@@ -10,7 +10,7 @@ import hashlib
 import uuid
 from collections.abc import Iterable
 
-__all__ = ["GENESIS_HASH", "PostingLine", "canonical_transfer", "chain_hash"]
+__all__ = ["GENESIS_HASH", "PostingLine", "canonical_transfer", "chain_hash", "render_lines"]
 
 GENESIS_HASH = bytes(32)
 
@@ -31,14 +31,13 @@ def canonical_transfer(
     effective_at: int,
     created_at: int,
     fingerprint: bytes,
-    postings: Iterable[PostingLine],
+    lines: str,
 ) -> bytes:
     """The bytes that stand for one committed transfer in the hash chain.
 
-    Free text is length-prefixed so no choice of description can shift a field boundary.
+    ``lines`` is :func:`render_lines` of its postings. Free text is length-prefixed so no
+    choice of description can shift a field boundary; ids are lowercase hex (``uuid.hex``).
     """
-    # f"{u.int:032x}" is uuid.hex without the Python-level property call.
-    lines = ";".join(f"{i}:{a.int:032x}:{s}:{c}:{p}:{q}" for i, a, s, c, p, q in postings)
     return (
         f"v1|{tenant_id.int:032x}|{transfer_id.int:032x}|{seq}|{kind}|"
         f"{'' if pending_id is None else f'{pending_id.int:032x}'}|"
@@ -47,6 +46,11 @@ def canonical_transfer(
         f"{len(metadata_json)}:{metadata_json}|{effective_at}|{created_at}|{fingerprint.hex()}|"
         f"{lines}"
     ).encode()
+
+
+def render_lines(postings: Iterable[PostingLine]) -> str:
+    """The postings part of the canonical form (``lines`` of :func:`canonical_transfer`)."""
+    return ";".join(f"{i}:{a.int:032x}:{s}:{c}:{p}:{q}" for i, a, s, c, p, q in postings)
 
 
 def chain_hash(previous: bytes, canonical: bytes) -> bytes:

@@ -11,7 +11,13 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from settle.ledger.hashing import GENESIS_HASH, PostingLine, canonical_transfer, chain_hash
+from settle.ledger.hashing import (
+    GENESIS_HASH,
+    PostingLine,
+    canonical_transfer,
+    chain_hash,
+    render_lines,
+)
 
 __all__ = ["AccountRecord", "ChainVerifier", "Discrepancy", "StoredTransfer"]
 
@@ -98,7 +104,7 @@ class ChainVerifier:
             transfer.effective_at,
             transfer.created_at,
             transfer.fingerprint,
-            transfer.postings,
+            render_lines(transfer.postings),
         )
         expected = chain_hash(self._last_hash, canonical)
         if expected != transfer.hash:
