@@ -471,6 +471,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--in-flight", type=int, default=2, help="batches submitted before waiting (batch mode)"
     )
+    parser.add_argument(
+        "--pipeline", choices=["auto", "on", "off"], default="auto",
+        help="the writer's prepare/commit pipeline (auto: on for PostgreSQL, off for SQLite)",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     args = parser.parse_args(argv)
@@ -486,7 +490,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
     rng = random.Random(args.seed)
     engine = create_db_engine(url)
-    store = LedgerStore(engine)
+    pipeline = {"auto": None, "on": True, "off": False}[args.pipeline]
+    store = LedgerStore(engine, pipeline=pipeline)
     try:
         t0 = time.perf_counter()
         upgrade_database(engine)
@@ -535,6 +540,7 @@ def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
         "batch_p99_ms": measured.pop("batch_p99_ms"),
         "results": measured.pop("results"),
         "batch_size": args.batch_size,
+        "pipeline": store.writer.pipelined,
         "accounts": args.accounts,
         "hot_account": args.hot_account,
         **measured,

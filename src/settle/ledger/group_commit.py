@@ -142,6 +142,11 @@ class GroupCommitEngine:
             return futures[0]
         return _joined(futures)
 
+    @property
+    def pipelined(self) -> bool:
+        """Whether batches are prepared while the previous one commits."""
+        return self._pipeline
+
     def _enqueue(self, unit: Unit) -> Future[list[TransferResult]]:
         future: Future[list[TransferResult]] = Future()
         if not unit.requests:
