@@ -98,6 +98,11 @@ _JSON_CASTS = {
 }
 
 
+def _uuid_order(value: uuid.UUID) -> int:
+    # The databases' uuid order, without uuid.UUID's Python-level comparisons.
+    return value.int
+
+
 def _array_literal(values: Iterable[object]) -> str:
     """A PostgreSQL array literal of ids or integers (no element needs quoting)."""
     return "{" + ",".join(map(str, values)) + "}"
@@ -470,7 +475,9 @@ class SqlBatchCommitter:
                     return self._apply_locked(d, prepared.units).results, True
             with d.pipelined(prepared.outcome):
                 for tenant, rows in prepared.outcome.balances.items():
-                    clause, param = d.in_ids("id", sorted(row[0] for row in rows))
+                    clause, param = d.in_ids(
+                        "id", sorted((row[0] for row in rows), key=_uuid_order)
+                    )
                     d.cur.execute(
                         f"SELECT id FROM ledger_accounts WHERE tenant_id = {d.p} AND {clause}"
                         f" ORDER BY id{d.lock_suffix()}",
@@ -633,7 +640,7 @@ class SqlBatchCommitter:
             t.targets[transfer_id.int] = (TransferKind(kind), posted)
 
         if account_ids:
-            clause, param = d.in_ids("id", sorted(account_ids))
+            clause, param = d.in_ids("id", sorted(account_ids, key=_uuid_order))
             for r in d.rows(
                 f"SELECT {_ACCOUNT_COLUMNS} FROM ledger_accounts WHERE tenant_id = {p}"
                 f" AND {clause} ORDER BY id{d.lock_suffix() if lock else ''}",
