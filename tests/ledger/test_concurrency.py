@@ -5,6 +5,7 @@ money and capture or release it, in single transfers and atomic groups, while ev
 also submits the same top-ups (same ids) as every other writer, so writers race to commit one
 transfer and exactly one of them may win. First sixteen threads share one ``LedgerStore``; then
 three processes, each with its own store and four threads, share one PostgreSQL database.
+Writers run with and without the pipeline (preparing the next batch while one commits).
 
 Every plan is drawn from a seeded random generator before anything runs; afterwards the test
 recomputes every balance from the results it was given and compares them with the database.
@@ -237,8 +238,16 @@ def _worker_process(plan_path: str, out_path: str) -> None:
     """A separate OS process: its own store, its writers as threads, results to a file."""
     plan = json.loads(Path(plan_path).read_text())
     tenant = uuid.UUID(hex=plan["tenant"])
-    store = LedgerStore(plan["url"])
+    store = LedgerStore(plan["url"], pipeline=plan["pipeline"])
     try:
+        # Start together: every process ready (imports done, connected), then all at once.
+        with store.read():
+            pass
+        Path(plan["ready"]).touch()
+        waited = time.monotonic()
+        while not Path(plan["go"]).exists():
+            assert time.monotonic() - waited < 60, "the test never said go"
+            time.sleep(0.005)
         results = run_writers(store, tenant, plan["writers"])
     finally:
         store.close()
@@ -356,16 +365,21 @@ def check_outcome(
 # ---- the stories ----------------------------------------------------------------------------
 
 
-def test_sixteen_threads_share_one_store(store: LedgerStore, tenant: uuid.UUID) -> None:
-    town, setup_ids = _open_town(store, tenant, wallets=20)
-    contested = contested_ops(town, top_ups=6, holds=2)
-    writers = [Planner(town, f"thread-{n}").writer(60, contested) for n in range(16)]
+@pytest.mark.parametrize("pipeline", [False, True], ids=["one-batch-at-a-time", "pipelined"])
+def test_sixteen_threads_share_one_store(db_url: str, tenant: uuid.UUID, pipeline: bool) -> None:
+    store = LedgerStore(db_url, pipeline=pipeline)
+    try:
+        town, setup_ids = _open_town(store, tenant, wallets=20)
+        contested = contested_ops(town, top_ups=6, holds=2)
+        writers = [Planner(town, f"thread-{n}").writer(60, contested) for n in range(16)]
 
-    started = time.monotonic()
-    results = run_writers(store, tenant, writers)
+        started = time.monotonic()
+        results = run_writers(store, tenant, writers)
 
-    assert time.monotonic() - started < 60
-    codes = check_outcome(store, town, setup_ids, writers, results, contested, copies=16)
+        assert time.monotonic() - started < 60
+        codes = check_outcome(store, town, setup_ids, writers, results, contested, copies=16)
+    finally:
+        store.close()
     assert sum(codes.values()) == sum(len(op["requests"]) for ops in writers for op in ops)
     assert codes[R.OK] > 100  # the story moved real money, not only refusals
     assert codes[R.INSUFFICIENT_FUNDS] > 0
@@ -392,33 +406,46 @@ def test_three_processes_share_one_postgres_database(db_url: str, tmp_path: Path
         )
     processes = []
     for p, writers in enumerate(plans):
-        plan_path, out_path = tmp_path / f"plan-{p}.json", tmp_path / f"out-{p}.json"
-        plan_path.write_text(json.dumps({"url": db_url, "tenant": tenant.hex, "writers": writers}))
-        processes.append(
-            (
+        plan = {
+            "url": db_url, "tenant": tenant.hex, "writers": writers, "pipeline": p != 1,
+            "ready": str(tmp_path / f"ready-{p}"), "go": str(tmp_path / "go"),
+        }  # fmt: skip
+        (tmp_path / f"plan-{p}.json").write_text(json.dumps(plan))
+        with (tmp_path / f"log-{p}.txt").open("wb") as log:  # a file: a pipe could fill and block
+            processes.append(
                 subprocess.Popen(
-                    [sys.executable, __file__, str(plan_path), str(out_path)],
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                ),
-                out_path,
+                    [
+                        sys.executable,
+                        __file__,
+                        str(tmp_path / f"plan-{p}.json"),
+                        str(tmp_path / f"out-{p}.json"),
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
             )
-        )
     deadline = time.monotonic() + 120
     try:
-        for process, _out in processes:
-            _stdout, stderr = process.communicate(timeout=max(1, deadline - time.monotonic()))
-            assert process.returncode == 0, stderr.decode()[-3000:]
+        while not all((tmp_path / f"ready-{p}").exists() for p in range(3)):
+            if any(process.poll() is not None for process in processes):
+                break  # one died before starting: its log is reported below
+            assert time.monotonic() < deadline, "the writer processes never got ready"
+            time.sleep(0.01)
+        (tmp_path / "go").touch()
+        for p, process in enumerate(processes):
+            process.wait(timeout=max(1, deadline - time.monotonic()))
+            log = (tmp_path / f"log-{p}.txt").read_text()
+            assert process.returncode == 0, log[-3000:]
     except subprocess.TimeoutExpired:
         pytest.fail("a writer process did not finish within 120 s: deadlock or lost wake-up")
     finally:
-        for process, _out in processes:
+        for process in processes:
             if process.poll() is None:
                 process.kill()
                 process.wait()
 
     all_writers = [ops for writers in plans for ops in writers]
-    results = [r for _process, out in processes for r in json.loads(out.read_text())]
+    results = [r for p in range(3) for r in json.loads((tmp_path / f"out-{p}.json").read_text())]
     checker = LedgerStore(db_url)
     try:
         codes = check_outcome(checker, town, setup_ids, all_writers, results, contested, copies=6)

@@ -18,7 +18,6 @@ PostgreSQL.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import shutil
 import tempfile
@@ -122,13 +121,13 @@ class Book:
         return dp, cp + posted, dpe, cpe + pending
 
 
-@dataclass
+@dataclass(frozen=True)
 class Hold:
     lines: tuple[Line, ...]
     timeout_at: int | None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Entry:
     """A committed transfer as the model expects to read it back."""
 
@@ -161,6 +160,19 @@ class Books:
     reversed_by: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)
     pendings: list[uuid.UUID] = field(default_factory=list)
     seq: int = 0
+
+    def copy(self) -> Books:
+        """A copy to try requests on (requests, holds and entries are immutable: shared)."""
+        return dataclasses.replace(
+            self,
+            accounts={i: dataclasses.replace(book) for i, book in self.accounts.items()},
+            requests=dict(self.requests),
+            journal=dict(self.journal),
+            holds=dict(self.holds),
+            settled=dict(self.settled),
+            reversed_by=dict(self.reversed_by),
+            pendings=list(self.pendings),
+        )
 
     def ids(self, currency: str) -> list[uuid.UUID]:
         return [i for i, book in self.accounts.items() if book.currency == currency]
@@ -337,7 +349,7 @@ def expect_unit(
     books: Books, requests: Sequence[TransferRequest], *, atomic: bool
 ) -> tuple[Books, list[tuple[uuid.UUID, ResultCode, int | None]]]:
     """The books after one caller's submission, and (id, code, seq) for each request."""
-    after = copy.deepcopy(books)
+    after = books.copy()
     expected = [(request.id, *after.apply(request)) for request in requests]
     failed = [i for i, (_id, code, _seq) in enumerate(expected) if not code.succeeded]
     if atomic and failed:
@@ -592,7 +604,7 @@ class LedgerStory(RuleBasedStateMachine):
     def draw_requests(self, data: st.DataObject, books: Books, size: int) -> list[TransferRequest]:
         """Each drawn from the books as the ones before it leave them, so one submission can
         hold a pending transfer and its posting, or a transfer and its reversal."""
-        scratch = copy.deepcopy(books)
+        scratch = books.copy()
         requests = []
         for _ in range(size):
             requests.append(self.draw_request(data, scratch))
@@ -615,7 +627,7 @@ class LedgerStory(RuleBasedStateMachine):
         ``one_batch`` commits them as one transaction through a second committer, as another
         process would, behind the back of the writer and whatever it has cached.
         """
-        scratch = copy.deepcopy(self.books)
+        scratch = self.books.copy()
         units: list[Unit] = []
         for _ in range(callers):
             size = data.draw(st.integers(1, 3), label="size")
