@@ -13,11 +13,12 @@ import pytest
 import sqlalchemy as sa
 
 from settle.ledger.errors import ResultCode
-from settle.ledger.model import AccountType, NewAccount
-from settle.ledger.requests import TransferSpec
-from settle.ledger.service import open_account
+from settle.ledger.model import AccountType
 from settle.store import tables
 from settle.store.ledger_verify import verify_ledger
+
+from .stories import open_usd as _open
+from .stories import pay as _pay
 
 if TYPE_CHECKING:
     from settle.store.ledger_store import LedgerStore
@@ -30,23 +31,6 @@ NOW = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z in microseconds
 POSTGRES_ONLY = pytest.mark.parametrize(
     "db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
 )
-
-
-def _open(
-    store: LedgerStore, tenant: uuid.UUID, code: str, kind: AccountType, **fields: Any
-) -> uuid.UUID:
-    return open_account(
-        store.uow(), NewAccount(tenant, code, code.title(), kind, "USD", **fields)
-    ).id
-
-
-def _pay(
-    tenant: uuid.UUID, debit: uuid.UUID, credit: uuid.UUID, amount: int, **kw: Any
-) -> TransferSpec:
-    return TransferSpec.shorthand(
-        tenant, uuid.uuid4(), debit_account_id=debit, credit_account_id=credit,
-        amount=amount, currency="USD", **kw,
-    )  # fmt: skip
 
 
 def _books(store: LedgerStore, tenant: uuid.UUID) -> dict[str, uuid.UUID]:

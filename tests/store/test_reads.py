@@ -40,21 +40,13 @@ from settle.store import tables
 from settle.store.ledger_repo import AccountQuery
 from settle.store.ledger_store import LedgerStore
 
+from .stories import T0, FakeClock
+from .stories import pay as _pay
+
 R = ResultCode
 E = tables.outbox_events
-T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z in microseconds
 S = 1_000_000  # one second in microseconds
 D, C = Side.DEBIT, Side.CREDIT
-
-
-class FakeClock:
-    """Microseconds since the epoch, moved only by the test."""
-
-    def __init__(self, now: int) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
 
 
 @pytest.fixture
@@ -81,15 +73,6 @@ def _open(
     return open_account(
         store.uow(), NewAccount(tenant, code, code.title(), kind, currency, **fields)
     ).id
-
-
-def _pay(
-    tenant: uuid.UUID, debit: uuid.UUID, credit: uuid.UUID, amount: int, **kw: Any
-) -> TransferSpec:
-    return TransferSpec.shorthand(
-        tenant, uuid.uuid4(), debit_account_id=debit, credit_account_id=credit,
-        amount=amount, currency="USD", **kw,
-    )  # fmt: skip
 
 
 def _submit_at(

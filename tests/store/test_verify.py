@@ -16,19 +16,23 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 from settle.ledger.errors import ResultCode
-from settle.ledger.model import AccountType, NewAccount
-from settle.ledger.requests import PostPending, ReverseTransfer, TransferSpec, VoidPending
-from settle.ledger.service import expire_pending, open_account
+from settle.ledger.model import AccountType
+from settle.ledger.requests import PostPending, ReverseTransfer, VoidPending
+from settle.ledger.service import expire_pending
 from settle.ledger.verify import Discrepancy
 from settle.store import tables
 from settle.store.db import create_db_engine, migrations_current
 from settle.store.ledger_store import LedgerStore
 from settle.store.ledger_verify import verify_ledger
+
+from .stories import T0, FakeClock
+from .stories import open_usd as _open
+from .stories import pay as _pay
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -37,7 +41,6 @@ R = ResultCode
 A = tables.ledger_accounts
 P = tables.ledger_postings
 T = tables.ledger_transfers
-T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z in microseconds
 SECOND = 1_000_000
 SETTLE = Path(sys.executable).with_name("settle")
 
@@ -55,16 +58,6 @@ _IMMUTABILITY_TRIGGERS = {
 }
 
 
-class FakeClock:
-    """Microseconds since the epoch, moved only by the test."""
-
-    def __init__(self, now: int) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(T0)
@@ -76,23 +69,6 @@ def store(db_url: str, clock: FakeClock) -> Iterator[LedgerStore]:
     ledger = LedgerStore(db_url, clock=clock)
     yield ledger
     ledger.close()
-
-
-def _open(
-    store: LedgerStore, tenant: uuid.UUID, code: str, kind: AccountType, **fields: Any
-) -> uuid.UUID:
-    return open_account(
-        store.uow(), NewAccount(tenant, code, code.title(), kind, "USD", **fields)
-    ).id
-
-
-def _pay(
-    tenant: uuid.UUID, debit: uuid.UUID, credit: uuid.UUID, amount: int, **kw: Any
-) -> TransferSpec:
-    return TransferSpec.shorthand(
-        tenant, uuid.uuid4(), debit_account_id=debit, credit_account_id=credit,
-        amount=amount, currency="USD", **kw,
-    )  # fmt: skip
 
 
 @dataclass
