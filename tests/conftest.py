@@ -25,11 +25,18 @@ from pathlib import Path
 import psycopg
 import pytest
 import sqlalchemy as sa
+from hypothesis import settings
 
 from settle.store.db import create_db_engine, upgrade_database
 from settle.store.ledger_store import LedgerStore
 
 REQUIRE_POSTGRES = os.environ.get("SETTLE_REQUIRE_POSTGRES") == "1"
+
+# CI replays the same examples on every run (a failure there is reproducible and not a matter
+# of luck); developers' runs keep exploring new ones.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 def _free_port() -> int:
