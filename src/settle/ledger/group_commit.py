@@ -86,7 +86,7 @@ class GroupCommitEngine:
     """
 
     # Past this many cached keys the preparer lets the pipeline drain and starts afresh.
-    CACHE_LIMIT = 500_000
+    CACHE_LIMIT = 200_000
     # Fewer queued transfers than this are not prepared ahead of the batch in flight.
     PIPELINE_MIN = 256
 
