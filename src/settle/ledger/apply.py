@@ -18,9 +18,20 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Sequence
+from typing import Any
 
+from settle.ledger.batch import (
+    AccountState,
+    BatchOutcome,
+    BatchState,
+    ChainHead,
+    Hold,
+    Leg,
+    TenantState,
+    TransferResult,
+    Unit,
+)
 from settle.ledger.errors import ResultCode
 from settle.ledger.hashing import canonical_transfer
 from settle.ledger.model import MAX_AMOUNT, TransferKind, to_micros
@@ -70,194 +81,6 @@ _NOT_REVERSIBLE = frozenset(
 )
 
 
-class AccountState:
-    """An account's mutable counters while a batch runs (the row is locked meanwhile)."""
-
-    __slots__ = (
-        "cp",
-        "cpe",
-        "cr_limit",
-        "currency",
-        "dp",
-        "dpe",
-        "dr_limit",
-        "hex",
-        "id",
-        "last_seq",
-        "ref",
-        "status",
-        "tenant_id",
-        "touched",
-    )
-
-    def __init__(
-        self,
-        tenant_id: uuid.UUID,
-        account_id: uuid.UUID,
-        currency: str,
-        status: str,
-        debits_must_not_exceed_credits: bool,
-        credits_must_not_exceed_debits: bool,
-        overdraft_limit: int | None,
-        dp: int,
-        cp: int,
-        dpe: int,
-        cpe: int,
-        last_seq: int,
-        ref: Any = None,
-    ) -> None:
-        self.tenant_id = tenant_id
-        self.id = account_id
-        self.hex = f"{account_id.int:032x}"  # as the canonical form spells it
-        # The id as the store writes it (e.g. hex text on SQLite), computed once per batch.
-        self.ref = account_id if ref is None else ref
-        self.currency = currency
-        self.status = status
-        limit = overdraft_limit or 0
-        # None: unconstrained on that side; otherwise how far the constrained side may go over.
-        self.dr_limit: int | None = limit if debits_must_not_exceed_credits else None
-        self.cr_limit: int | None = limit if credits_must_not_exceed_debits else None
-        self.dp, self.cp, self.dpe, self.cpe = dp, cp, dpe, cpe
-        self.last_seq = last_seq
-        self.touched = False
-
-
-class ChainHead:
-    """A tenant's sequence counters and the last link of its hash chain."""
-
-    __slots__ = ("last_created_at", "last_event_seq", "last_hash", "last_seq")
-
-    def __init__(
-        self, last_seq: int, last_hash: bytes, last_event_seq: int, last_created_at: int
-    ) -> None:
-        self.last_seq = last_seq
-        self.last_hash = last_hash
-        self.last_event_seq = last_event_seq
-        self.last_created_at = last_created_at
-
-
-# A leg as loaded from storage: (account_id, side "D"/"C", currency, amount)
-StoredLeg = tuple[uuid.UUID, str, str, int]
-# A leg being applied: (account, side "D"/"C", posted delta, pending delta)
-_Leg = tuple[AccountState, str, int, int]
-
-
-class Hold(NamedTuple):
-    """An open pending transfer and the amounts it holds, line by line."""
-
-    transfer_id: uuid.UUID
-    seq: int
-    timeout_at: int | None
-    legs: tuple[StoredLeg, ...]
-
-
-class TenantState:
-    """One tenant's part of a batch. Maps are keyed by ``uuid.int``."""
-
-    __slots__ = (
-        "accounts",
-        "entries",
-        "existing",
-        "head",
-        "holds",
-        "ref",
-        "resolved",
-        "reversed",
-        "targets",
-        "tenant_id",
-    )
-
-    def __init__(self, tenant_id: uuid.UUID, head: ChainHead, ref: Any = None) -> None:
-        self.tenant_id = tenant_id
-        self.ref = tenant_id if ref is None else ref
-        self.head = head
-        self.accounts: dict[int, AccountState] = {}
-        # Fingerprints of transfers that exist already (in the database or earlier in the batch).
-        self.existing: dict[int, bytes] = {}
-        self.holds: dict[int, Hold] = {}
-        # For pendings no longer open: the kind of transfer that resolved them.
-        self.resolved: dict[int, TransferKind] = {}
-        # Reversal targets loaded from the database: kind and posted legs.
-        self.targets: dict[int, tuple[TransferKind, tuple[StoredLeg, ...]]] = {}
-        self.reversed: set[int] = set()
-        # Transfers committed earlier in this batch: kind and applied legs.
-        self.entries: dict[int, tuple[TransferKind, list[_Leg]]] = {}
-
-
-class BatchState:
-    """Everything a batch reads, loaded by the store under lock."""
-
-    __slots__ = ("encode_digest", "encode_id", "now", "tenants")
-
-    def __init__(
-        self,
-        now: int,
-        tenants: dict[uuid.UUID, TenantState],
-        encode_id: Callable[[uuid.UUID], Any] | None = None,
-        encode_digest: Callable[[bytes], Any] | None = None,
-    ) -> None:
-        self.now = now
-        self.tenants = tenants
-        # How the store writes an id and a digest (identity for native columns).
-        self.encode_id: Callable[[uuid.UUID], Any] = encode_id or (lambda value: value)
-        self.encode_digest: Callable[[bytes], Any] = encode_digest or (lambda value: value)
-
-
-class TransferResult(NamedTuple):
-    """The outcome of one request: its code, and the sequence number it was committed at."""
-
-    id: uuid.UUID
-    code: ResultCode
-    seq: int | None = None
-    detail: str | None = None
-
-
-class Unit(NamedTuple):
-    """What one caller submitted: its requests, and whether they stand or fall together."""
-
-    requests: Sequence[TransferRequest]
-    atomic: bool = False
-
-
-class BatchOutcome:
-    """The rows a batch writes, and one result list per unit."""
-
-    __slots__ = (
-        "balances",
-        "events",
-        "heads",
-        "holds_added",
-        "holds_released",
-        "postings",
-        "results",
-        "touched",
-        "transfers",
-    )
-
-    def __init__(self) -> None:
-        self.results: list[list[TransferResult]] = []
-        # (tenant, id, seq, kind, pending_id, reversal_of, timeout_at, description,
-        #  metadata_json, effective_at, created_at, fingerprint, hash)
-        self.transfers: list[tuple[Any, ...]] = []
-        # (tenant, seq, idx, transfer_id, account_id, side, currency, posted_amount,
-        #  pending_amount, created_at, debits_posted, credits_posted, debits_pending,
-        #  credits_pending)
-        self.postings: list[tuple[Any, ...]] = []
-        # (tenant, seq, type, object_id, payload, created_at)
-        self.events: list[tuple[Any, ...]] = []
-        # (tenant, transfer_id, seq, timeout_at)
-        self.holds_added: list[tuple[Any, ...]] = []
-        # (tenant_id, transfer_id)
-        self.holds_released: list[tuple[uuid.UUID, uuid.UUID]] = []
-        self.touched: list[AccountState] = []
-        # Snapshots taken when the batch is done (the next batch may change the live objects):
-        # per tenant, (account_id, ref, debits_posted, credits_posted, debits_pending,
-        # credits_pending, last_seq) of every account the batch changed...
-        self.balances: dict[uuid.UUID, list[tuple[Any, ...]]] = {}
-        # ...and (last_seq, last_hash, last_event_seq, last_created_at) of its chain head.
-        self.heads: dict[uuid.UUID, tuple[int, bytes, int, int]] = {}
-
-
 class _Refusal(Exception):  # noqa: N818 - internal control flow, never escapes this module
     __slots__ = ("code", "detail")
 
@@ -274,13 +97,13 @@ class _Applier:
 
     # ---- request shapes -------------------------------------------------------------------
 
-    def legs_for_spec(self, t: TenantState, req: TransferSpec) -> list[_Leg]:
+    def legs_for_spec(self, t: TenantState, req: TransferSpec) -> list[Leg]:
         postings = req.postings
         if len(postings) < 2:
             raise _Refusal(_R.INVALID_POSTINGS, "a transfer needs at least two postings")
         accounts = t.accounts
         pending = req.pending
-        legs: list[_Leg] = []
+        legs: list[Leg] = []
         balance: dict[str, int] = {}
         for p in postings:
             amount = p.amount
@@ -380,7 +203,7 @@ class _Applier:
             raise _Refusal(_R.INVALID_AMOUNT, "posting nothing is a void")
         return amounts
 
-    def legs_for_reversal(self, t: TenantState, req: ReverseTransfer) -> list[_Leg]:
+    def legs_for_reversal(self, t: TenantState, req: ReverseTransfer) -> list[Leg]:
         key = req.reversal_of.int
         accounts = t.accounts
         entry = t.entries.get(key)
@@ -401,7 +224,7 @@ class _Applier:
     # ---- checking and applying ------------------------------------------------------------
 
     @staticmethod
-    def check_legs(legs: list[_Leg], *, releasing: bool) -> list[tuple[int, int, int, int]]:
+    def check_legs(legs: list[Leg], *, releasing: bool) -> list[tuple[int, int, int, int]]:
         """The counters each leg's account would have; refuses if any constraint breaks."""
         after = []
         for acct, side, posted, pending in legs:
@@ -434,7 +257,7 @@ class _Applier:
         req: TransferRequest,
         fingerprint: bytes,
         kind: TransferKind,
-        legs: list[_Leg],
+        legs: list[Leg],
         after: list[tuple[int, int, int, int]],
         *,
         pending_id: uuid.UUID | None = None,
