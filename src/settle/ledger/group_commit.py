@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -217,7 +217,7 @@ class GroupCommitEngine:
     def _run(self) -> None:
         """Without the pipeline: one thread takes, commits and answers each batch in turn."""
         while (batch := self._take()) is not None:
-            self._commit(batch)
+            self._guarded(batch, self._commit, batch)
 
     def _prepare_loop(self) -> None:
         cache: Any = None
@@ -247,7 +247,7 @@ class GroupCommitEngine:
             try:
                 prepared = self._committer.prepare([item.unit for item in batch], cache)
             except Exception as exc:  # noqa: BLE001 - the committer redoes the batch under lock
-                _log.warning("ledger batch preparation failed", error=repr(exc))
+                _log.warning("ledger batch preparation failed", **_describe(exc))
             cache = None
             if prepared is not None and prepared.cache_size <= self.CACHE_LIMIT:
                 cache = prepared.cache
@@ -277,16 +277,27 @@ class GroupCommitEngine:
                     if redone:
                         self._invalidate()
                 except Exception as exc:  # noqa: BLE001 - fall back to the plain path below
-                    _log.warning("prepared ledger batch failed", error=repr(exc))
+                    _log.warning("prepared ledger batch failed", **_describe(exc))
                     self.stats.failures += 1
             if results is None:
                 self._invalidate()
-                self._commit(batch)
+                self._guarded(batch, self._commit, batch)
             else:
-                self._answer(batch, results, time.perf_counter() - started)
+                self._guarded(batch, self._answer, batch, results, time.perf_counter() - started)
             with self._cond:
                 self._inflight -= 1
                 self._cond.notify_all()
+
+    def _guarded(self, batch: list[_Queued], step: Callable[..., None], *args: Any) -> None:
+        """Run a writer step; whatever goes wrong, no caller is left waiting forever."""
+        try:
+            step(*args)
+        except Exception as exc:  # noqa: BLE001 - handed to every caller still waiting
+            _log.error("ledger writer step failed", **_describe(exc))
+            self._invalidate()
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(exc)
 
     def _invalidate(self) -> None:
         with self._cond:
@@ -317,7 +328,7 @@ class GroupCommitEngine:
             except Exception as exc:  # noqa: BLE001 - any store failure: retry, then isolate
                 error = exc
                 self.stats.failures += 1
-                _log.warning("ledger batch failed", attempt=attempt + 1, error=repr(exc))
+                _log.warning("ledger batch failed", attempt=attempt + 1, **_describe(exc))
                 time.sleep(0.005 * 2**attempt)
                 continue
             self._answer(batch, results, time.perf_counter() - started)
@@ -329,6 +340,12 @@ class GroupCommitEngine:
             return
         assert error is not None  # noqa: S101 - the loop ran at least once and failed
         batch[0].future.set_exception(error)
+
+
+def _describe(exc: BaseException) -> dict[str, object]:
+    # The class and SQLSTATE say what failed; driver messages may quote the rows' data, which
+    # stays out of the logs.
+    return {"error": type(exc).__name__, "sqlstate": getattr(exc, "sqlstate", None)}
 
 
 def _joined(futures: list[Future[list[TransferResult]]]) -> Future[list[TransferResult]]:
