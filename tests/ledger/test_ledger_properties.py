@@ -926,14 +926,14 @@ def _settings(examples: int, steps: int) -> settings:
 @pytest.mark.timeout(900)
 def test_random_ledger_stories_on_sqlite(sqlite_template: Path) -> None:
     new_database = _sqlite_databases(sqlite_template)
-    run_state_machine_as_test(lambda: LedgerStory(new_database), settings=_settings(40, 40))
+    run_state_machine_as_test(lambda: LedgerStory(new_database), settings=_settings(75, 50))
 
 
 @pytest.mark.postgres
 @pytest.mark.timeout(900)
 def test_random_ledger_stories_on_postgres(postgres_server: str, postgres_template: str) -> None:
     new_database = _postgres_databases(postgres_server, postgres_template)
-    run_state_machine_as_test(lambda: LedgerStory(new_database), settings=_settings(12, 30))
+    run_state_machine_as_test(lambda: LedgerStory(new_database), settings=_settings(20, 40))
 
 
 # ---- worked examples at the edge of a BIGINT ------------------------------------------------
