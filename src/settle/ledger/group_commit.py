@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import structlog
 
 from settle.ledger.apply import TransferResult, Unit
+from settle.ledger.collector import collector_pause
 
 if TYPE_CHECKING:
     from settle.ledger.requests import TransferRequest
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["MAX_BATCH", "BatchCommitter", "BatchStats", "GroupCommitEngine", "Prepared"]
 
 MAX_BATCH = 8190
+_NEVER = 1 << 62  # a wake-up threshold no queue reaches
 _log = structlog.get_logger(__name__)
 
 
@@ -116,6 +118,8 @@ class GroupCommitEngine:
         self._handoff: deque[tuple[list[_Queued], Any, int] | None] = deque()
         self._inflight = 0  # batches handed to the committer and not yet answered
         self._epoch = 0  # bumped whenever speculative state may be wrong
+        # What the waiting preparer waits for: this many queued callers or transfers.
+        self._wake_callers = self._wake_transfers = _NEVER
         self.stats = BatchStats()
 
     # ---- callers ---------------------------------------------------------------------------
@@ -165,7 +169,11 @@ class GroupCommitEngine:
             self._queued += len(unit.requests)
             if not self._threads:
                 self._start()
-            self._cond.notify_all()
+            # Wake the preparer only when what it waits for is there: with many callers
+            # submitting one transfer each, a wake-up per submission costs more than the batch.
+            if len(self._queue) >= self._wake_callers or self._queued >= self._wake_transfers:
+                self._wake_callers = self._wake_transfers = _NEVER
+                self._cond.notify_all()
         return future
 
     def _start(self) -> None:
@@ -193,6 +201,7 @@ class GroupCommitEngine:
             while not self._queue:
                 if self._closed:
                     return None
+                self._wake_callers = 1
                 self._cond.wait()
             if self._linger and self._last_callers > 1:
                 # Group-commit window: the callers the last batch just answered are about to
@@ -203,7 +212,9 @@ class GroupCommitEngine:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         break
+                    self._wake_callers = self._last_callers
                     self._cond.wait(remaining)
+            self._wake_callers = _NEVER
             taken = [self._queue.popleft()]
             size = len(taken[0].unit.requests)
             while self._queue and size + len(self._queue[0].unit.requests) <= self._max_batch:
@@ -217,7 +228,13 @@ class GroupCommitEngine:
     def _run(self) -> None:
         """Without the pipeline: one thread takes, commits and answers each batch in turn."""
         while (batch := self._take()) is not None:
-            self._guarded(batch, self._commit, batch)
+            collector_pause.hold()
+            try:
+                self._guarded(batch, self._commit, batch)
+                del batch  # its rows are freed before the collector catches up
+                collector_pause.catch_up()
+            finally:
+                collector_pause.release()
 
     def _prepare_loop(self) -> None:
         cache: Any = None
@@ -228,10 +245,14 @@ class GroupCommitEngine:
                 # committer instead, so the callers it is about to answer join them in one
                 # batch rather than being split across two.
                 while self._inflight and self._queued < self.PIPELINE_MIN and not self._closed:
+                    self._wake_transfers = self.PIPELINE_MIN
                     self._cond.wait()
+                self._wake_transfers = _NEVER
             batch = self._take()
             if batch is None:
                 break
+            # Off from here until the committer has answered this batch (see collector.py).
+            collector_pause.hold()
             with self._cond:
                 # At most one prepared batch waits for the committer.
                 while self._handoff:
@@ -255,6 +276,7 @@ class GroupCommitEngine:
                 self._inflight += 1
                 self._handoff.append((batch, prepared, epoch))
                 self._cond.notify_all()
+            del batch, prepared  # the committer owns them now
         with self._cond:
             self._handoff.append(None)
             self._cond.notify_all()
@@ -268,25 +290,32 @@ class GroupCommitEngine:
                 self._cond.notify_all()
             if item is None:
                 return
-            batch, prepared, epoch = item
-            started = time.perf_counter()
-            results = None
-            if prepared is not None and epoch == self._epoch:
-                try:
-                    results, redone = self._committer.commit_prepared(prepared)
-                    if redone:
-                        self._invalidate()
-                except Exception as exc:  # noqa: BLE001 - fall back to the plain path below
-                    _log.warning("prepared ledger batch failed", **_describe(exc))
-                    self.stats.failures += 1
-            if results is None:
-                self._invalidate()
-                self._guarded(batch, self._commit, batch)
-            else:
-                self._guarded(batch, self._answer, batch, results, time.perf_counter() - started)
-            with self._cond:
-                self._inflight -= 1
-                self._cond.notify_all()
+            try:
+                self._commit_handed_off(*item)
+            finally:
+                del item  # the batch's rows are freed before the collector catches up
+                collector_pause.catch_up()
+                collector_pause.release()
+                with self._cond:
+                    self._inflight -= 1
+                    self._cond.notify_all()
+
+    def _commit_handed_off(self, batch: list[_Queued], prepared: Any, epoch: int) -> None:
+        started = time.perf_counter()
+        results = None
+        if prepared is not None and epoch == self._epoch:
+            try:
+                results, redone = self._committer.commit_prepared(prepared)
+                if redone:
+                    self._invalidate()
+            except Exception as exc:  # noqa: BLE001 - fall back to the plain path below
+                _log.warning("prepared ledger batch failed", **_describe(exc))
+                self.stats.failures += 1
+        if results is None:
+            self._invalidate()
+            self._guarded(batch, self._commit, batch)
+        else:
+            self._guarded(batch, self._answer, batch, results, time.perf_counter() - started)
 
     def _guarded(self, batch: list[_Queued], step: Callable[..., None], *args: Any) -> None:
         """Run a writer step; whatever goes wrong, no caller is left waiting forever."""

@@ -13,12 +13,10 @@ several processes sharing one PostgreSQL database serialise per tenant and never
 from __future__ import annotations
 
 import contextlib
-import gc
 import threading
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from settle.clock import Clock, system_clock
@@ -85,28 +83,6 @@ class _Prepared:
         )
 
 
-_gc_lock = threading.Lock()
-_gc_holders = 0
-
-
-@contextmanager
-def _no_gc() -> Iterator[None]:
-    # A batch allocates a few hundred thousand objects that all survive until it ends: the
-    # cyclic collector would walk them again and again (measured: ~40% of batch time).
-    global _gc_holders
-    with _gc_lock:
-        _gc_holders += 1
-        if _gc_holders == 1:
-            gc.disable()
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_holders -= 1
-            if _gc_holders == 0:
-                gc.enable()
-
-
 class SqlBatchCommitter:
     """Commits batches of ledger units to one database, one transaction per batch.
 
@@ -126,6 +102,12 @@ class SqlBatchCommitter:
         self._raw: Any = None
         self._reader: Any = None
         self._pg = engine.dialect.name == "postgresql"
+        # SQLite runs inside this process and holds the GIL between the rows it writes: a
+        # preparer and a committer interleaving on it stall each other (each row's GIL hand-off
+        # waits out the other thread's switch interval). So on SQLite they take turns, and the
+        # committer passes the turn on while it waits for COMMIT (the fsync, which releases the
+        # GIL): the next batch is applied while this one reaches the disk.
+        self._turn = contextlib.nullcontext() if self._pg else threading.Lock()
 
     def close(self) -> None:
         for raw in (self._raw, self._reader):
@@ -145,44 +127,48 @@ class SqlBatchCommitter:
 
     def commit(self, units: Sequence[Unit]) -> list[list[TransferResult]]:
         """Apply ``units`` in order and commit them as one transaction; one result per request."""
-        with _no_gc():
-            return self._in_transaction(lambda d: self._apply_locked(d, units).results)
+        return self._in_transaction(lambda d: self._apply_locked(d, units).results)
 
     def prepare(
         self, units: Sequence[Unit], cache: dict[uuid.UUID, TenantState] | None
     ) -> _Prepared:
         """Apply ``units`` speculatively on top of ``cache`` (the previous prepared state)."""
-        with _no_gc():
-            if self._reader is None:
-                self._reader = self.engine.raw_connection()
-                if self._pg:
-                    self._reader.driver_connection.autocommit = True
-            d = self._dialect(self._reader)
-            try:
-                keys = BatchKeys(units)
-                tenants: dict[uuid.UUID, TenantState] = {}
-                expected: dict[uuid.UUID, tuple[int, bytes, int]] = {}
-                for tenant in keys.tenants:
-                    t = None if cache is None else cache.get(tenant)
-                    if t is None:
-                        t = TenantState(tenant, self._read_head(d, tenant), d.row_id(tenant))
-                    tenants[tenant] = t
-                    expected[tenant] = (t.head.last_seq, t.head.last_hash, t.head.last_event_seq)
-                state = self._state(d, tenants)
-                for tenant in keys.tenants:
-                    self._load_tenant(d, keys, tenants[tenant], lock=False)
-                outcome = apply_batch(state, units)
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    self._reader.close()
-                self._reader = None
-                raise
-            finally:
-                d.cur.close()
-            if cache is not None:
-                for tenant, t in cache.items():
-                    state.tenants.setdefault(tenant, t)
-            return _Prepared(units, state, outcome, expected)
+        with self._turn:
+            return self._prepare(units, cache)
+
+    def _prepare(
+        self, units: Sequence[Unit], cache: dict[uuid.UUID, TenantState] | None
+    ) -> _Prepared:
+        if self._reader is None:
+            self._reader = self.engine.raw_connection()
+            if self._pg:
+                self._reader.driver_connection.autocommit = True
+        d = self._dialect(self._reader)
+        try:
+            keys = BatchKeys(units)
+            tenants: dict[uuid.UUID, TenantState] = {}
+            expected: dict[uuid.UUID, tuple[int, bytes, int]] = {}
+            for tenant in keys.tenants:
+                t = None if cache is None else cache.get(tenant)
+                if t is None:
+                    t = TenantState(tenant, self._read_head(d, tenant), d.row_id(tenant))
+                tenants[tenant] = t
+                expected[tenant] = (t.head.last_seq, t.head.last_hash, t.head.last_event_seq)
+            state = self._state(d, tenants)
+            for tenant in keys.tenants:
+                self._load_tenant(d, keys, tenants[tenant], lock=False)
+            outcome = apply_batch(state, units)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._reader.close()
+            self._reader = None
+            raise
+        finally:
+            d.cur.close()
+        if cache is not None:
+            for tenant, t in cache.items():
+                state.tenants.setdefault(tenant, t)
+        return _Prepared(units, state, outcome, expected)
 
     def commit_prepared(self, prepared: _Prepared) -> tuple[list[list[TransferResult]], bool]:
         """Commit a prepared batch; returns its results and whether it had to be re-applied."""
@@ -206,15 +192,15 @@ class SqlBatchCommitter:
                 self._write(d, prepared.outcome)
             return prepared.outcome.results, False
 
-        with _no_gc():
-            return self._in_transaction(run)
+        return self._in_transaction(run)
 
     def _in_transaction(self, body: Callable[[Dialect], _T]) -> _T:
         raw = self._writer()
         d = self._dialect(raw)
         try:
-            d.begin()
-            result = body(d)
+            with self._turn:
+                d.begin()
+                result = body(d)
             raw.commit()
         except BaseException:
             try:

@@ -31,14 +31,10 @@ class LedgerStore:
         *,
         clock: Clock = system_clock,
         max_batch: int = MAX_BATCH,
-        pipeline: bool | None = None,
+        pipeline: bool = True,
     ) -> None:
         self.db = engine if isinstance(engine, sa.Engine) else create_db_engine(engine)
         self.clock = clock
-        if pipeline is None:
-            # SQLite runs in this process: its inserts need the GIL row by row, so preparing
-            # the next batch alongside slows the writes more than it saves (measured).
-            pipeline = self.db.dialect.name == "postgresql"
         self.writer = GroupCommitEngine(
             SqlBatchCommitter(self.db, clock), max_batch=max_batch, pipeline=pipeline
         )
