@@ -47,6 +47,7 @@ from settle.ledger.requests import (
 
 __all__ = [
     "EVENT_TYPES",
+    "PAUSE_EVERY",
     "AccountState",
     "BatchOutcome",
     "BatchState",
@@ -59,6 +60,8 @@ __all__ = [
 ]
 
 _R = ResultCode
+# How many requests the applier runs between calls of ``BatchState.pause``.
+PAUSE_EVERY = 128
 _MISSING: Any = object()
 _sha256 = hashlib.sha256
 
@@ -446,9 +449,23 @@ def apply_batch(state: BatchState, units: Sequence[Unit]) -> BatchOutcome:
     outcome = BatchOutcome()
     applier = _Applier(state, outcome)
     apply_one = applier.apply_one
+    pause = state.pause
+    since_pause = 0
     for unit in units:
+        requests = unit.requests
+        since_pause += len(requests)
+        if pause is not None and since_pause >= PAUSE_EVERY:
+            since_pause = 0
+            pause()
         if not unit.atomic:
-            outcome.results.append([apply_one(req) for req in unit.requests])
+            if pause is None or len(requests) <= PAUSE_EVERY:
+                outcome.results.append([apply_one(req) for req in requests])
+                continue
+            unit_results: list[TransferResult] = []
+            for start in range(0, len(requests), PAUSE_EVERY):
+                unit_results += map(apply_one, requests[start : start + PAUSE_EVERY])
+                pause()
+            outcome.results.append(unit_results)
             continue
         applier.undo = []
         marks = (

@@ -147,7 +147,7 @@ class TenantState:
 class BatchState:
     """Everything a batch reads, loaded by the store under lock."""
 
-    __slots__ = ("encode_digest", "encode_id", "now", "tenants")
+    __slots__ = ("encode_digest", "encode_id", "now", "pause", "tenants")
 
     def __init__(
         self,
@@ -155,12 +155,16 @@ class BatchState:
         tenants: dict[uuid.UUID, TenantState],
         encode_id: Callable[[uuid.UUID], Any] | None = None,
         encode_digest: Callable[[bytes], Any] | None = None,
+        pause: Callable[[], None] | None = None,
     ) -> None:
         self.now = now
         self.tenants = tenants
         # How the store writes an id and a digest (identity for native columns).
         self.encode_id: Callable[[uuid.UUID], Any] = encode_id or (lambda value: value)
         self.encode_digest: Callable[[bytes], Any] = encode_digest or (lambda value: value)
+        # Called every PAUSE_EVERY requests: a point where the applier may let another thread
+        # run (the committer of the previous batch waits for the interpreter meanwhile).
+        self.pause = pause
 
 
 class TransferResult(NamedTuple):

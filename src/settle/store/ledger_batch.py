@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
 __all__ = ["SqlBatchCommitter"]
 
 _T = TypeVar("_T")
+_HAND_OVER_SECONDS = 0.0001
 
 
 class _Prepared:
@@ -101,6 +103,7 @@ class SqlBatchCommitter:
         self.clock = clock
         self._raw: Any = None
         self._reader: Any = None
+        self._committing = False  # whether a transaction is open on the writer connection
         self._pg = engine.dialect.name == "postgresql"
         # SQLite runs inside this process and holds the GIL between the rows it writes: a
         # preparer and a committer interleaving on it stall each other (each row's GIL hand-off
@@ -123,6 +126,8 @@ class SqlBatchCommitter:
     def _writer(self) -> Any:
         if self._raw is None:
             self._raw = self.engine.raw_connection()
+            if self._pg:
+                PostgresDialect.configure(self._raw.driver_connection)
         return self._raw
 
     def commit(self, units: Sequence[Unit]) -> list[list[TransferResult]]:
@@ -154,7 +159,7 @@ class SqlBatchCommitter:
                     t = TenantState(tenant, self._read_head(d, tenant), d.row_id(tenant))
                 tenants[tenant] = t
                 expected[tenant] = (t.head.last_seq, t.head.last_hash, t.head.last_event_seq)
-            state = self._state(d, tenants)
+            state = self._state(d, tenants, ahead=True)
             for tenant in keys.tenants:
                 self._load_tenant(d, keys, tenants[tenant], lock=False)
             outcome = apply_batch(state, units)
@@ -197,6 +202,7 @@ class SqlBatchCommitter:
     def _in_transaction(self, body: Callable[[Dialect], _T]) -> _T:
         raw = self._writer()
         d = self._dialect(raw)
+        self._committing = True
         try:
             with self._turn:
                 d.begin()
@@ -212,6 +218,7 @@ class SqlBatchCommitter:
                 self._raw = None
             raise
         finally:
+            self._committing = False
             d.cur.close()
         return result
 
@@ -255,11 +262,21 @@ class SqlBatchCommitter:
             row = d.cur.execute(sql, (tid,)).fetchone()
         return ChainHead(int(row[0]), bytes(row[1]), int(row[2]), int(row[3]))
 
-    def _state(self, d: Dialect, tenants: dict[uuid.UUID, TenantState]) -> BatchState:
+    def _state(
+        self, d: Dialect, tenants: dict[uuid.UUID, TenantState], *, ahead: bool = False
+    ) -> BatchState:
         # One clock reading per batch; never behind the last commit, so created_at is
         # monotonic in the sequence for every tenant (point-in-time reads rely on it).
         now = max([self.clock(), *(t.head.last_created_at for t in tenants.values())])
-        return BatchState(now, tenants, d.row_id, d.row_digest)
+        pause = self._let_committer_run if ahead else None
+        return BatchState(now, tenants, d.row_id, d.row_digest, pause)
+
+    def _let_committer_run(self) -> None:
+        # Applying ahead holds the GIL; the committer, between its round trips, waits for it
+        # and would otherwise get it only when the interpreter forces a switch (5 ms by
+        # default), dozens of times a batch. A short sleep hands it over at once.
+        if self._committing:
+            time.sleep(_HAND_OVER_SECONDS)
 
     def _load_tenant(self, d: Dialect, keys: BatchKeys, t: TenantState, *, lock: bool) -> None:
         """Read what the batch refers to and ``t`` does not know yet (all of it when fresh)."""
