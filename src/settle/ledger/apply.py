@@ -33,7 +33,7 @@ from settle.ledger.batch import (
     Unit,
 )
 from settle.ledger.errors import ResultCode
-from settle.ledger.hashing import canonical_transfer
+from settle.ledger.hashing import canonical_transfer_hex
 from settle.ledger.model import MAX_AMOUNT, TransferKind, to_micros
 from settle.ledger.requests import (
     ExpirePending,
@@ -97,6 +97,8 @@ class _Applier:
         self.s = state
         self.out = outcome
         self.undo: list[tuple[Any, ...]] | None = None
+        self.last_tenant_id: uuid.UUID | None = None
+        self.last_tenant: TenantState = _MISSING
 
     # ---- request shapes -------------------------------------------------------------------
 
@@ -258,7 +260,6 @@ class _Applier:
         self,
         t: TenantState,
         req: TransferRequest,
-        fingerprint: bytes,
         kind: TransferKind,
         legs: list[Leg],
         after: list[tuple[int, int, int, int]],
@@ -271,6 +272,8 @@ class _Applier:
         effective_at: int | None = None,
     ) -> int:
         out, undo, state = self.out, self.undo, self.s
+        # Only now: a refused request never needs its fingerprint (unless its id exists).
+        fingerprint = req.fingerprint()
         head = t.head
         if undo is not None:
             undo.append(("head", head, head.last_seq, head.last_hash, head.last_event_seq))
@@ -303,9 +306,12 @@ class _Applier:
                 (tenant, seq, idx, tref, acct.ref, side, currency, posted, pending, now,
                  *counters)
             )  # fmt: skip
-        canonical = canonical_transfer(
-            t.tenant_id, tid, seq, kind_name, pending_id, reversal_of, timeout_at, description,
-            metadata_json, effective_at, now, fingerprint, ";".join(lines),
+        canonical = canonical_transfer_hex(
+            t.hex, f"{tid.int:032x}", seq, kind_name,
+            "" if pending_id is None else f"{pending_id.int:032x}",
+            "" if reversal_of is None else f"{reversal_of.int:032x}",
+            timeout_at, description, metadata_json, effective_at, now, fingerprint,
+            ";".join(lines),
         )  # fmt: skip
         digest = _sha256(head.last_hash + canonical).digest()
         encode, encode_digest = state.encode_id, state.encode_digest
@@ -375,11 +381,15 @@ class _Applier:
         del out.holds_released[marks[4] :]
 
     def apply_one(self, req: TransferRequest) -> TransferResult:
-        fingerprint = req.fingerprint()
-        t = self.s.tenants[req.tenant_id]
+        tenant_id = req.tenant_id
+        if tenant_id is self.last_tenant_id:  # a batch's requests mostly share one tenant
+            t = self.last_tenant
+        else:
+            t = self.last_tenant = self.s.tenants[tenant_id]
+            self.last_tenant_id = tenant_id
         known = t.existing.get(req.id.int)
         if known is not None:
-            if known == fingerprint:
+            if known == req.fingerprint():
                 return TransferResult(req.id, _R.EXISTS)
             return TransferResult(
                 req.id,
@@ -394,7 +404,7 @@ class _Applier:
                 after = self.check_legs(legs, releasing=False)
                 meta = req.metadata
                 seq = self.commit(
-                    t, req, fingerprint,
+                    t, req,
                     TransferKind.PENDING if req.pending else TransferKind.TRANSFER,
                     legs, after, timeout_at=timeout_at, description=req.description,
                     metadata_json=canonical_json(meta) if meta else "{}",
@@ -411,7 +421,7 @@ class _Applier:
                 ]
                 after = self.check_legs(legs, releasing=False)
                 seq = self.commit(
-                    t, req, fingerprint, TransferKind.POST_PENDING, legs, after,
+                    t, req, TransferKind.POST_PENDING, legs, after,
                     pending_id=req.pending_id, description=req.description,
                     metadata_json=canonical_json(req.metadata),
                 )  # fmt: skip
@@ -422,7 +432,7 @@ class _Applier:
                 legs = [(accounts[a.int], side, 0, -held) for a, side, _c, held in hold.legs]
                 after = self.check_legs(legs, releasing=True)
                 seq = self.commit(
-                    t, req, fingerprint,
+                    t, req,
                     TransferKind.EXPIRE_PENDING if expiring else TransferKind.VOID_PENDING,
                     legs, after, pending_id=req.pending_id,
                     description="" if expiring else req.description,  # type: ignore[union-attr]
@@ -432,7 +442,7 @@ class _Applier:
                 legs = self.legs_for_reversal(t, req)
                 after = self.check_legs(legs, releasing=False)
                 seq = self.commit(
-                    t, req, fingerprint, TransferKind.REVERSAL, legs, after,
+                    t, req, TransferKind.REVERSAL, legs, after,
                     reversal_of=req.reversal_of, description=req.description,
                     metadata_json=canonical_json(req.metadata),
                 )  # fmt: skip
@@ -495,7 +505,7 @@ def apply_batch(state: BatchState, units: Sequence[Unit]) -> BatchOutcome:
     for acct in outcome.touched:
         if acct.touched:  # not if an atomic group that touched it was rolled back
             outcome.balances.setdefault(acct.tenant_id, []).append(
-                (acct.id, acct.ref, acct.dp, acct.cp, acct.dpe, acct.cpe, acct.last_seq)
+                (acct.hex, acct.ref, acct.dp, acct.cp, acct.dpe, acct.cpe, acct.last_seq)
             )
             acct.touched = False
     for tenant_id, t in state.tenants.items():

@@ -119,6 +119,7 @@ class TenantState:
         "entries",
         "existing",
         "head",
+        "hex",
         "holds",
         "ref",
         "resolved",
@@ -129,6 +130,7 @@ class TenantState:
 
     def __init__(self, tenant_id: uuid.UUID, head: ChainHead, ref: Any = None) -> None:
         self.tenant_id = tenant_id
+        self.hex = f"{tenant_id.int:032x}"  # as the canonical form spells it
         self.ref = tenant_id if ref is None else ref
         self.head = head
         self.accounts: dict[int, AccountState] = {}
@@ -215,8 +217,8 @@ class BatchOutcome:
         self.holds_released: list[tuple[uuid.UUID, uuid.UUID]] = []
         self.touched: list[AccountState] = []
         # Snapshots taken when the batch is done (the next batch may change the live objects):
-        # per tenant, (account_id, ref, debits_posted, credits_posted, debits_pending,
-        # credits_pending, last_seq) of every account the batch changed...
+        # per tenant, (account id as 32 hex digits, ref, debits_posted, credits_posted,
+        # debits_pending, credits_pending, last_seq) of every account the batch changed...
         self.balances: dict[uuid.UUID, list[tuple[Any, ...]]] = {}
         # ...and (last_seq, last_hash, last_event_seq, last_created_at) of its chain head.
         self.heads: dict[uuid.UUID, tuple[int, bytes, int, int]] = {}

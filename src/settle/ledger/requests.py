@@ -28,6 +28,7 @@ __all__ = [
 ]
 
 _EMPTY: Mapping[str, str] = {}
+_sha256 = hashlib.sha256
 
 
 def canonical_json(value: Mapping[str, str]) -> str:
@@ -94,14 +95,15 @@ class TransferSpec:
     def fingerprint(self) -> bytes:
         """SHA-256 of everything the client asked for; equal fingerprints mean the same request."""
         lines = ";".join(
-            f"{p.account_id.int:032x}:{p.side}:{p.amount}:{p.currency}" for p in self.postings
+            [f"{p.account_id.int:032x}:{p.side}:{p.amount}:{p.currency}" for p in self.postings]
         )
         effective = "" if self.effective_at is None else str(to_micros(self.effective_at))
+        description, metadata = self.description, self.metadata
         text = (
             f"transfer|{self.pending}|{self.timeout_seconds}|{effective}|{lines}|"
-            f"{len(self.description)}:{self.description}|{canonical_json(self.metadata)}"
+            f"{len(description)}:{description}|{canonical_json(metadata) if metadata else '{}'}"
         )
-        return hashlib.sha256(text.encode()).digest()
+        return _sha256(text.encode()).digest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,7 +44,6 @@ from settle.store.ledger_sql import (
     Dialect,
     PostgresDialect,
     SqliteDialect,
-    uuid_order,
 )
 
 if TYPE_CHECKING:
@@ -188,7 +187,8 @@ class SqlBatchCommitter:
                     return self._apply_locked(d, prepared.units).results, True
             with d.pipelined(prepared.outcome):
                 for tenant, rows in prepared.outcome.balances.items():
-                    clause, param = d.in_ids("id", sorted((row[0] for row in rows), key=uuid_order))
+                    # ORDER BY locks them in id order, whatever the order of the list.
+                    clause, param = d.in_hex_ids("id", [row[0] for row in rows])
                     d.cur.execute(
                         f"SELECT id FROM ledger_accounts WHERE tenant_id = {d.p} AND {clause}"
                         f" ORDER BY id{d.lock_suffix()}",
@@ -363,7 +363,7 @@ class SqlBatchCommitter:
             t.targets[transfer_id.int] = (TransferKind(kind), posted)
 
         if account_ids:
-            clause, param = d.in_ids("id", sorted(account_ids, key=uuid_order))
+            clause, param = d.in_ids("id", account_ids)
             for r in d.rows(
                 f"SELECT {ACCOUNT_COLUMNS} FROM ledger_accounts WHERE tenant_id = {p}"
                 f" AND {clause} ORDER BY id{d.lock_suffix() if lock else ''}",

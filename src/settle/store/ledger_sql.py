@@ -39,7 +39,6 @@ __all__ = [
     "Dialect",
     "PostgresDialect",
     "SqliteDialect",
-    "uuid_order",
 ]
 
 ACCOUNT_COLUMNS = (
@@ -85,11 +84,6 @@ _JSON_CASTS = {
     "int8": "(e->>{i})::int8",
     "int2": "(e->>{i})::int2",
 }
-
-
-def uuid_order(value: uuid.UUID) -> int:
-    # The databases' uuid order, without uuid.UUID's Python-level comparisons.
-    return value.int
 
 
 def _array_literal(values: Iterable[object]) -> str:
@@ -159,6 +153,10 @@ class Dialect:
         return bytes(value)
 
     def in_ids(self, column: str, ids: Iterable[uuid.UUID]) -> tuple[str, Any]:
+        return self.in_hex_ids(column, (f"{i.int:032x}" for i in ids))
+
+    def in_hex_ids(self, column: str, hexes: Iterable[str]) -> tuple[str, Any]:
+        """A condition on ``column`` being one of ``hexes`` (ids as 32 lowercase hex digits)."""
         raise NotImplementedError
 
     def lock_suffix(self) -> str:
@@ -171,7 +169,7 @@ class Dialect:
         raise NotImplementedError
 
     def update_balances(self, tenant: uuid.UUID, rows: list[tuple[Any, ...]]) -> None:
-        """Set the counters of every account in ``rows`` (id, ref, dp, cp, dpe, cpe, last_seq)."""
+        """Set the counters of every account in ``rows`` (hex, ref, dp, cp, dpe, cpe, last_seq)."""
         raise NotImplementedError
 
     def delete_holds(self, tenant: uuid.UUID, ids: list[uuid.UUID]) -> None:
@@ -214,9 +212,9 @@ class PostgresDialect(Dialect):
         with self.cur.connection.pipeline():
             yield
 
-    def in_ids(self, column: str, ids: Iterable[uuid.UUID]) -> tuple[str, Any]:
+    def in_hex_ids(self, column: str, hexes: Iterable[str]) -> tuple[str, Any]:
         # One text parameter (an array literal): cheap to send however many ids there are.
-        return f"{column} = ANY(%s::uuid[])", _array_literal(ids)
+        return f"{column} = ANY(%s::uuid[])", _array_literal(hexes)
 
     def lock_suffix(self) -> str:
         return " FOR UPDATE"
@@ -296,8 +294,8 @@ class SqliteDialect(Dialect):
     def digest_out(self, value: Any) -> bytes:
         return bytes.fromhex(value)
 
-    def in_ids(self, column: str, ids: Iterable[uuid.UUID]) -> tuple[str, Any]:
-        return f"{column} IN (SELECT value FROM json_each(?))", json.dumps([i.hex for i in ids])
+    def in_hex_ids(self, column: str, hexes: Iterable[str]) -> tuple[str, Any]:
+        return f"{column} IN (SELECT value FROM json_each(?))", json.dumps(list(hexes))
 
     def in_seqs(self, seqs: list[int]) -> tuple[str, Any]:
         return "seq IN (SELECT value FROM json_each(?))", json.dumps(seqs)
@@ -318,5 +316,5 @@ class SqliteDialect(Dialect):
             "UPDATE ledger_accounts SET debits_posted = ?, credits_posted = ?,"
             " debits_pending = ?, credits_pending = ?, last_seq = ?"
             " WHERE tenant_id = ? AND id = ?",
-            [(dp, cp, dpe, cpe, ls, tid, ref) for _id, ref, dp, cp, dpe, cpe, ls in rows],
+            [(dp, cp, dpe, cpe, ls, tid, ref) for _hex, ref, dp, cp, dpe, cpe, ls in rows],
         )
