@@ -174,6 +174,12 @@ def _write_by_hand(
         pytest.param([("bank", "D", "USD", 100, 0), ("wallet", "C", "USD", 100, 0),
                       ("receivable", "C", "USD", 1, 0)],
                      id="three-lines-off-by-one"),
+        pytest.param([("bank", "D", "USD", 100, 0), ("wallet", "C", "USD", 100, 0),
+                      ("overdraft", "D", "EUR", 50, 0), ("receivable", "C", "EUR", 49, 0)],
+                     id="two-currencies-one-of-them-off"),
+        pytest.param([("bank", "D", "EUR", 100, 0), ("wallet", "C", "EUR", 100, 0),
+                      ("overdraft", "D", "USD", 0, 7), ("receivable", "C", "USD", 1, 0)],
+                     id="two-currencies-holds-off-in-one"),
     ],
 )  # fmt: skip
 def test_an_unbalanced_entry_written_by_hand_is_refused(
@@ -233,6 +239,29 @@ def test_the_balance_trigger_lets_a_balanced_entry_through(
             .where(P.c.tenant_id == tenant, P.c.seq == 3)
             .order_by(P.c.idx)
         ).all() == [(0, 100, 40), (1, 60, 40), (2, 40, 0)]
+
+
+def test_an_entry_in_two_currencies_each_balanced_is_let_through(
+    store: LedgerStore, tenant: uuid.UUID
+) -> None:
+    """An FX-style entry: dollars out, euros in, each currency balanced on its own."""
+    accounts = _books(store, tenant)
+    lines = [
+        (accounts["bank"], "D", "USD", 100, 0),
+        (accounts["wallet"], "C", "USD", 100, 0),
+        (accounts["overdraft"], "D", "EUR", 92, 5),
+        (accounts["receivable"], "C", "EUR", 92, 5),
+    ]
+    with store.db.begin() as conn:
+        _write_by_hand(conn, tenant, 3, lines)
+
+    with store.db.connect() as conn:
+        assert conn.execute(
+            sa.select(P.c.currency, sa.func.count(), sa.func.sum(P.c.posted_amount))
+            .where(P.c.tenant_id == tenant, P.c.seq == 3)
+            .group_by(P.c.currency)
+            .order_by(P.c.currency)
+        ).all() == [("EUR", 2, 184), ("USD", 2, 200)]
 
 
 @pytest.mark.parametrize(

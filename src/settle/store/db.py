@@ -16,6 +16,7 @@ __all__ = [
     "DEFAULT_DATABASE_URL",
     "create_db_engine",
     "database_url_from_env",
+    "downgrade_database",
     "migrations_current",
     "normalize_database_url",
     "upgrade_database",
@@ -93,6 +94,12 @@ def upgrade_database(engine: sa.Engine, revision: str = "head") -> None:
     """Apply the migrations up to ``revision`` in one transaction."""
     with engine.begin() as connection:
         command.upgrade(_alembic_config(connection), revision)
+
+
+def downgrade_database(engine: sa.Engine, revision: str) -> None:
+    """Undo the migrations after ``revision`` in one transaction."""
+    with engine.begin() as connection:
+        command.downgrade(_alembic_config(connection), revision)
 
 
 def migrations_current(engine: sa.Engine) -> bool:
