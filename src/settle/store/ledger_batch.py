@@ -45,6 +45,7 @@ from settle.store.ledger_sql import (
     PostgresDialect,
     SqliteDialect,
 )
+from settle.store.sqlite_checkpoint import WalCheckpointer
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -112,8 +113,12 @@ class SqlBatchCommitter:
         # committer passes the turn on while it waits for COMMIT (the fsync, which releases the
         # GIL): the next batch is applied while this one reaches the disk.
         self._turn = contextlib.nullcontext() if self._pg else threading.Lock()
+        # SQLite: WAL checkpoints run on a thread of their own (see sqlite_checkpoint).
+        self.checkpointer = None if self._pg else WalCheckpointer(engine)
 
     def close(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.close()
         for raw in (self._raw, self._reader):
             if raw is not None:
                 with contextlib.suppress(Exception):
@@ -127,7 +132,9 @@ class SqlBatchCommitter:
     def _writer(self) -> Any:
         if self._raw is None:
             self._raw = self.engine.raw_connection()
-            if self._pg:
+            if self.checkpointer is not None:
+                self.checkpointer.writer_connected(self._raw)
+            else:
                 PostgresDialect.configure(self._raw.driver_connection)
         return self._raw
 
@@ -206,9 +213,13 @@ class SqlBatchCommitter:
         self._committing = True
         try:
             with self._turn:
+                if self.checkpointer is not None:
+                    self.checkpointer.before_begin()
                 d.begin()
                 result = body(d)
             raw.commit()
+            if self.checkpointer is not None:
+                self.checkpointer.after_commit()
         except BaseException:
             try:
                 raw.rollback()

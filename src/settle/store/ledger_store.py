@@ -35,9 +35,8 @@ class LedgerStore:
     ) -> None:
         self.db = engine if isinstance(engine, sa.Engine) else create_db_engine(engine)
         self.clock = clock
-        self.writer = GroupCommitEngine(
-            SqlBatchCommitter(self.db, clock), max_batch=max_batch, pipeline=pipeline
-        )
+        self.committer = SqlBatchCommitter(self.db, clock)
+        self.writer = GroupCommitEngine(self.committer, max_batch=max_batch, pipeline=pipeline)
 
     def uow(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.db, self.clock)
