@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from settle.ledger.requests import TransferRequest
 
 __all__ = [
+    "LINGER",
     "MAX_BATCH",
     "SWITCH_INTERVAL",
     "BatchCommitter",
@@ -36,6 +37,9 @@ __all__ = [
 
 MAX_BATCH = 8190
 SWITCH_INTERVAL = 0.001  # seconds; see GroupCommitEngine._start
+# Seconds the preparer waits for the callers the last batch answered to submit again (see
+# _take). With 64 callers of one transfer each, 1 ms -> 3 ms measured 4,500 -> 6,000/s.
+LINGER = 0.003
 _NEVER = 1 << 62  # a wake-up threshold no queue reaches
 _log = structlog.get_logger(__name__)
 
@@ -106,7 +110,7 @@ class GroupCommitEngine:
         max_batch: int = MAX_BATCH,
         attempts: int = 3,
         pipeline: bool = True,
-        linger: float = 0.001,
+        linger: float = LINGER,
         switch_interval: float | None = SWITCH_INTERVAL,
     ) -> None:
         if not 1 <= max_batch <= MAX_BATCH:
