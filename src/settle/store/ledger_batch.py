@@ -210,9 +210,9 @@ class SqlBatchCommitter:
     def _in_transaction(self, body: Callable[[Dialect], _T]) -> _T:
         raw = self._writer()
         d = self._dialect(raw)
-        self._committing = True
         try:
             with self._turn:
+                self._committing = True
                 if self.checkpointer is not None:
                     self.checkpointer.before_begin()
                 d.begin()
