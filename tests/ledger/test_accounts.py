@@ -424,3 +424,32 @@ def test_a_frozen_account_can_be_closed_once_empty(store: LedgerStore, tenant: u
         ("Dormant (frozen)", "frozen"),
         ("Dormant (frozen)", "closed"),
     ]
+
+
+def test_account_rows_are_written_only_under_the_tenants_chain_head(
+    store: LedgerStore, tenant: uuid.UUID
+) -> None:
+    """The ledger's one lock order: the committer locks no account row, so nobody may write one
+    without holding the tenant's chain head first. A writer that forgets is stopped, unwritten."""
+    wallet = _open(store, tenant, "wallet", AccountType.LIABILITY)
+    other = _new(tenant, "other", AccountType.ASSET)
+    stranger = Account(
+        id=uuid.uuid4(), tenant_id=tenant, code="stranger", name="Stranger",
+        type=AccountType.ASSET, currency="USD", parent_id=None,
+        debits_must_not_exceed_credits=False, credits_must_not_exceed_debits=False,
+        overdraft_limit=None, status=AccountStatus.ACTIVE, metadata={},
+        created_at=wallet.created_at, balances=wallet.balances,
+    )  # fmt: skip
+
+    with store.uow() as uow:
+        with pytest.raises(RuntimeError, match="without its chain head: lock_tenant first"):
+            uow.ledger.update_account(
+                wallet, name="renamed", metadata={}, status=AccountStatus.FROZEN
+            )
+        with pytest.raises(RuntimeError, match="without its chain head: lock_tenant first"):
+            uow.ledger.insert_account(stranger)
+        uow.commit()
+
+    assert _account(store, tenant, wallet.id) == wallet
+    assert _by_code(store, tenant, "stranger") is None
+    assert open_account(store.uow(), other).code == "other"

@@ -139,6 +139,9 @@ class SqlLedgerRepository:
         self.conn = connection
         self.clock = clock
         self.dialect = connection.dialect.name
+        # Tenants whose chain head this transaction holds: the lock every writer of a tenant's
+        # accounts takes first (the ledger's committer relies on it and locks no account row).
+        self._locked: set[uuid.UUID] = set()
 
     # ---- accounts --------------------------------------------------------------------------
 
@@ -160,7 +163,14 @@ class SqlLedgerRepository:
         ).first()
         return None if row is None else _account(row)
 
+    def _require_lock(self, tenant_id: uuid.UUID) -> None:
+        if tenant_id not in self._locked:
+            raise RuntimeError(
+                f"write to tenant {tenant_id}'s accounts without its chain head: lock_tenant first"
+            )
+
     def insert_account(self, account: Account) -> None:
+        self._require_lock(account.tenant_id)
         self.conn.execute(
             A.insert().values(
                 tenant_id=account.tenant_id,
@@ -187,6 +197,7 @@ class SqlLedgerRepository:
         metadata: Mapping[str, str],
         status: AccountStatus,
     ) -> None:
+        self._require_lock(account.tenant_id)
         self.conn.execute(
             A.update()
             .where(A.c.tenant_id == account.tenant_id, A.c.id == account.id)
@@ -435,4 +446,5 @@ class SqlLedgerRepository:
                 insert.values(tenant_id=tenant_id, last_hash=GENESIS_HASH).on_conflict_do_nothing()
             )
             row = self.conn.execute(stmt).one()
+        self._locked.add(tenant_id)
         return row
