@@ -1,7 +1,8 @@
 """Migrations run forwards and backwards; the trigger each revision installs is in force.
 
-Revision 0002 rewrites SQLite's balanced-transfer trigger to read a transfer's postings once;
-going back to 0001 must restore the original, and both must refuse the same unbalanced entry.
+Revision 0002 rewrites SQLite's balanced-transfer trigger to read a transfer's postings once,
+revision 0003 takes the tenant id out of the postings' per-account index; going back to 0001
+must restore the originals, and both triggers must refuse the same unbalanced entry.
 """
 
 from __future__ import annotations
@@ -66,6 +67,14 @@ def _unbalanced_entry_is_refused(engine: sa.Engine) -> bool:
     return False
 
 
+def _postings_indexes(engine: sa.Engine) -> dict[str, list[str]]:
+    inspector = sa.inspect(engine)
+    return {
+        str(ix["name"]): [str(c) for c in ix["column_names"]]
+        for ix in inspector.get_indexes("ledger_postings")
+    }
+
+
 def test_sqlite_balance_trigger_reads_postings_once_at_head_and_twice_at_0001(
     tmp_path: Path,
 ) -> None:
@@ -75,12 +84,20 @@ def test_sqlite_balance_trigger_reads_postings_once_at_head_and_twice_at_0001(
         assert migrations_current(engine) is True
         assert "min(p.currency) = max(p.currency)" in _trigger_sql(engine)
         assert _unbalanced_entry_is_refused(engine) is True
+        assert _postings_indexes(engine) == {
+            "ix_ledger_postings_account_id_created_at_seq": ["account_id", "created_at", "seq"]
+        }
 
         downgrade_database(engine, "0001")
         assert migrations_current(engine) is False
         assert "min(p.currency)" not in _trigger_sql(engine)
         assert "GROUP BY p.currency" in _trigger_sql(engine)
         assert _unbalanced_entry_is_refused(engine) is True
+        assert _postings_indexes(engine) == {
+            "ix_ledger_postings_tenant_id_account_id_created_at_seq": [
+                "tenant_id", "account_id", "created_at", "seq",
+            ]
+        }  # fmt: skip
 
         upgrade_database(engine)
         assert migrations_current(engine) is True
@@ -104,8 +121,14 @@ def test_postgres_upgrades_to_head_and_back_to_0001_and_forward_again(
         assert migrations_current(engine) is True
         downgrade_database(engine, "0001")
         assert migrations_current(engine) is False
+        assert list(_postings_indexes(engine)) == [
+            "ix_ledger_postings_tenant_id_account_id_created_at_seq"
+        ]
         upgrade_database(engine)
         assert migrations_current(engine) is True
+        assert _postings_indexes(engine) == {
+            "ix_ledger_postings_account_id_created_at_seq": ["account_id", "created_at", "seq"]
+        }
         with engine.connect() as conn:
             triggers = (
                 conn.execute(

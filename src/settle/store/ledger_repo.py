@@ -279,8 +279,8 @@ class SqlLedgerRepository:
     ) -> Balances:
         """The account's counters right after the last posting at or before a time or a seq.
 
-        One indexed lookup on (tenant, account, created_at, seq): created_at never decreases
-        along a tenant's sequence, so both orders agree.
+        One indexed lookup on (account, created_at, seq): created_at never decreases along a
+        tenant's sequence, so both orders agree.
         """
         stmt = sa.select(
             P.c.debits_posted, P.c.credits_posted, P.c.debits_pending, P.c.credits_pending
