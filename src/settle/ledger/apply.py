@@ -400,7 +400,7 @@ class _Applier:
         try:
             if isinstance(req, TransferSpec):
                 legs = self.legs_for_spec(t, req)
-                timeout_at = self.timeout_for(req)
+                timeout_at = None if req.timeout_seconds is None else self.timeout_for(req)
                 after = self.check_legs(legs, releasing=False)
                 meta = req.metadata
                 seq = self.commit(

@@ -295,7 +295,8 @@ class SqlBatchCommitter:
         tenant, out = t.tenant_id, d.uuid_out
         tid = d.uuid_in(tenant)
         p = d.p
-        unknown_ids = [i for i in keys.transfer_ids[tenant] if i.int not in t.existing]
+        existing, known_accounts = t.existing, t.accounts
+        unknown_ids = [i for k, i in keys.transfer_ids[tenant].items() if k not in existing]
         if unknown_ids:
             clause, param = d.in_ids("id", unknown_ids)
             for row in d.rows(
@@ -304,7 +305,7 @@ class SqlBatchCommitter:
             ):
                 t.existing[out(row[0]).int] = d.digest_out(row[1])
 
-        account_ids = {a for a in keys.account_ids[tenant] if a.int not in t.accounts}
+        account_ids = {a for k, a in keys.account_ids[tenant].items() if k not in known_accounts}
         pending_ids = {
             i
             for i in keys.pending_ids.get(tenant, ())

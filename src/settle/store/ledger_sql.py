@@ -102,19 +102,28 @@ def _json_value(value: Any) -> Any:
 
 
 class BatchKeys:
-    """What a batch refers to, per tenant."""
+    """What a batch refers to, per tenant: ids keyed by their integer (hashing a ``uuid.UUID``
+    runs Python code; hashing an int does not)."""
 
     def __init__(self, units: Sequence[Unit]) -> None:
-        self.transfer_ids: dict[uuid.UUID, set[uuid.UUID]] = defaultdict(set)
-        self.account_ids: dict[uuid.UUID, set[uuid.UUID]] = defaultdict(set)
+        self.transfer_ids: dict[uuid.UUID, dict[int, uuid.UUID]] = defaultdict(dict)
+        self.account_ids: dict[uuid.UUID, dict[int, uuid.UUID]] = defaultdict(dict)
         self.pending_ids: dict[uuid.UUID, set[uuid.UUID]] = defaultdict(set)
         self.reversal_ids: dict[uuid.UUID, set[uuid.UUID]] = defaultdict(set)
+        last: uuid.UUID | None = None
+        transfers: dict[int, uuid.UUID] = {}
+        accounts: dict[int, uuid.UUID] = {}
         for unit in units:
             for req in unit.requests:
                 tenant = req.tenant_id
-                self.transfer_ids[tenant].add(req.id)
+                if tenant is not last:  # a batch's requests mostly share one tenant object
+                    last = tenant
+                    transfers = self.transfer_ids[tenant]
+                    accounts = self.account_ids[tenant]
+                transfers[req.id.int] = req.id
                 if isinstance(req, TransferSpec):
-                    self.account_ids[tenant].update(p.account_id for p in req.postings)
+                    for p in req.postings:
+                        accounts[p.account_id.int] = p.account_id
                 elif isinstance(req, PostPending | VoidPending | ExpirePending):
                     self.pending_ids[tenant].add(req.pending_id)
                 elif isinstance(req, ReverseTransfer):
