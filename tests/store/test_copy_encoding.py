@@ -24,7 +24,7 @@ from settle.ledger.model import AccountType
 from settle.ledger.requests import PostPending, ReverseTransfer, TransferSpec, VoidPending
 from settle.store import tables
 from settle.store.ledger_verify import verify_ledger
-from settle.store.pg_copy import encode_events, encode_postings, encode_transfers
+from settle.store.pg_copy import encode_events, encode_holds, encode_postings, encode_transfers
 
 from .stories import open_usd
 
@@ -142,6 +142,7 @@ def test_copy_payloads_read_back_exactly_what_was_encoded(postgres_server: str) 
         (tenant, 1, "transfer.posted", tref, None, 11),
         (tenant, 2, "account.created", aref, '{"code":"wallet","n":1}', 12),
     ]
+    holds = [(tenant, tref, 1, None), (tenant, other, 2, 2**62), (tenant, aref, 3, -7)]
     url = postgres_server.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(url) as conn:
         conn.execute(
@@ -159,11 +160,15 @@ def test_copy_payloads_read_back_exactly_what_was_encoded(postgres_server: str) 
             "CREATE TEMP TABLE e (tenant_id uuid, seq int8, type text, object_id uuid,"
             " payload jsonb, created_at int8)"
         )
+        conn.execute(
+            "CREATE TEMP TABLE h (tenant_id uuid, transfer_id uuid, seq int8, timeout_at int8)"
+        )
         cur = conn.cursor()
         for table, payload in (
             ("p", encode_postings(postings)),
             ("t", encode_transfers(transfers)),
             ("e", encode_events(events)),
+            ("h", encode_holds(holds)),
         ):
             with cur.copy(f"COPY {table} FROM STDIN (FORMAT BINARY)") as copy:
                 copy.write(payload)
@@ -187,6 +192,7 @@ def test_copy_payloads_read_back_exactly_what_was_encoded(postgres_server: str) 
             events[0],
             (*events[1][:4], '{"n": 1, "code": "wallet"}', events[1][5]),
         ]  # fmt: skip
+        assert back("SELECT * FROM h ORDER BY seq") == holds
 
 
 def test_a_posting_with_a_currency_that_is_not_three_bytes_is_refused_before_sending() -> None:
@@ -194,3 +200,38 @@ def test_a_posting_with_a_currency_that_is_not_three_bytes_is_refused_before_sen
 
     with pytest.raises(ValueError, match="expected 3 bytes of text, got 'EURO'"):
         encode_postings([row])
+
+
+def test_three_hundred_holds_at_once_are_copied_then_all_voided_at_once(
+    store: LedgerStore, tenant: uuid.UUID
+) -> None:
+    """Enough holds in one batch for ``ledger_pending_holds`` to go through ``COPY`` too."""
+    bank = open_usd(store, tenant, "bank", AccountType.ASSET)
+    shop = open_usd(store, tenant, "shop", AccountType.LIABILITY)
+    holds = [
+        TransferSpec.shorthand(
+            tenant, uuid.uuid4(), debit_account_id=bank, credit_account_id=shop, amount=1 + i,
+            currency="USD", pending=True, timeout_seconds=60 if i % 2 else None,
+        )
+        for i in range(300)
+    ]  # fmt: skip
+    assert {r.code for r in store.submit(holds)} == {R.OK}
+    with store.db.connect() as conn:
+        stored = dict(
+            conn.execute(
+                sa.select(tables.ledger_pending_holds.c.transfer_id,
+                          tables.ledger_pending_holds.c.timeout_at)
+                .where(tables.ledger_pending_holds.c.tenant_id == tenant)
+            ).all()
+        )  # fmt: skip
+    assert set(stored) == {h.id for h in holds}
+    assert [stored[h.id] is None for h in holds] == [h.timeout_seconds is None for h in holds]
+
+    voids = [VoidPending(tenant, uuid.uuid4(), h.id) for h in holds]
+    assert {r.code for r in store.submit(voids)} == {R.OK}
+    with store.db.connect() as conn:
+        left = conn.execute(
+            sa.select(sa.func.count()).where(tables.ledger_pending_holds.c.tenant_id == tenant)
+        ).scalar_one()
+    assert left == 0
+    assert verify_ledger(store.db).problems == []

@@ -134,8 +134,6 @@ class SqlBatchCommitter:
             self._raw = self.engine.raw_connection()
             if self.checkpointer is not None:
                 self.checkpointer.writer_connected(self._raw)
-            else:
-                PostgresDialect.configure(self._raw.driver_connection)
         return self._raw
 
     def commit(self, units: Sequence[Unit]) -> list[list[TransferResult]]:

@@ -18,7 +18,14 @@ import struct
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["HEADER", "TRAILER", "encode_events", "encode_postings", "encode_transfers"]
+__all__ = [
+    "HEADER",
+    "TRAILER",
+    "encode_events",
+    "encode_holds",
+    "encode_postings",
+    "encode_transfers",
+]
 
 HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
 TRAILER = b"\xff\xff"
@@ -35,6 +42,8 @@ _UUID_FIELD = struct.Struct(">i16s")
 _INT8_FIELD = struct.Struct(">iq")
 # tenant uuid, seq int8 | type text | object uuid | payload jsonb | created_at int8
 _EVENT_HEAD = struct.Struct(">hi16siq")
+# tenant uuid, transfer uuid, seq int8 | timeout_at int8 or NULL
+_HOLD_HEAD = struct.Struct(">hi16si16siq")
 
 
 def _text(value: str) -> bytes:
@@ -126,5 +135,17 @@ def encode_events(rows: Sequence[tuple[Any, ...]]) -> bytes:
         append(uuid_field(16, object_ref))
         append(_NULL if payload is None else _jsonb(payload))
         append(int8_field(8, at))
+    append(TRAILER)
+    return b"".join(parts)
+
+
+def encode_holds(rows: Sequence[tuple[Any, ...]]) -> bytes:
+    """``ledger_pending_holds`` rows (ids as 16 bytes, timeout or None) as one payload."""
+    head, int8_field = _HOLD_HEAD.pack, _INT8_FIELD.pack
+    parts = [HEADER]
+    append = parts.append
+    for tenant, tref, seq, timeout in rows:
+        append(head(4, 16, tenant, 16, tref, 8, seq))
+        append(_NULL if timeout is None else int8_field(8, timeout))
     append(TRAILER)
     return b"".join(parts)
