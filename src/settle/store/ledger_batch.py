@@ -1,12 +1,14 @@
 """The ledger's hot path: one database transaction per batch, set-based reads and writes.
 
-For a batch of units the writer (1) locks the tenants' chain heads, (2) reads, with one
-statement per table, the transfers that already exist, the open holds and the reversal targets
-the batch refers to, (3) locks every touched account in id order and reads its counters, (4) runs
-the pure :func:`settle.ledger.apply.apply_batch`, (5) writes every table with one bulk statement
-(``COPY`` on PostgreSQL) and all balances with one set-based ``UPDATE``, and (6) commits once.
+Under lock, for a batch of units the writer (1) locks the tenants' chain heads, (2) reads, with
+one statement per table, the transfers that already exist, the open holds and the reversal
+targets the batch refers to, and the touched accounts' counters, (3) runs the pure
+:func:`settle.ledger.apply.apply_batch`, (4) writes every table with one bulk statement
+(``COPY`` on PostgreSQL) and all balances with one statement, and (5) commits once. Ahead of
+time (the pipeline), steps 2-3 run without locks on the state the batches in flight left, and
+the commit locks the chain heads, checks they are what the speculation assumed, and writes.
 
-Locks are always taken in the same order (chain heads by tenant, then accounts by id), so
+The chain head is the one lock every writer of a tenant's ledger and accounts takes first, so
 several processes sharing one PostgreSQL database serialise per tenant and never deadlock.
 """
 

@@ -1,9 +1,10 @@
 """The SQL the ledger's batch writer speaks, per database: bulk reads and writes.
 
-PostgreSQL gets binary ``COPY`` (or, for a few rows, one ``INSERT`` from a JSON array, which
-can run in a pipeline) and array parameters sent as text literals; SQLite gets one prepared
-statement stepped over all rows (it runs in-process: there is no round trip to save) and
-``json_each`` for id lists. Both update all balances with one set-based statement.
+PostgreSQL gets binary ``COPY`` payloads (see :mod:`settle.store.pg_copy`; for a few rows, one
+``INSERT`` from a JSON array, which can run in a pipeline) and array parameters sent as text
+literals, and updates all balances with one set-based ``UPDATE``; SQLite gets one prepared
+statement stepped over all rows, balances included (it runs in-process: there is no round trip
+to save), and ``json_each`` for id lists.
 """
 
 from __future__ import annotations
