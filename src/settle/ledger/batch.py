@@ -179,10 +179,15 @@ class TransferResult(NamedTuple):
 
 
 class Unit(NamedTuple):
-    """What one caller submitted: its requests, and whether they stand or fall together."""
+    """What one caller submitted: its requests, and whether they stand or fall together.
+
+    ``receipt`` is opaque to the ledger: a record the store writes in the same transaction as
+    the unit's effect (the HTTP API's idempotency key and response).
+    """
 
     requests: Sequence[TransferRequest]
     atomic: bool = False
+    receipt: Any = None
 
 
 class BatchOutcome:

@@ -138,21 +138,24 @@ class GroupCommitEngine:
     # ---- callers ---------------------------------------------------------------------------
 
     def submit(
-        self, requests: Sequence[TransferRequest], *, atomic: bool = False
+        self, requests: Sequence[TransferRequest], *, atomic: bool = False, receipt: Any = None
     ) -> list[TransferResult]:
         """Commit ``requests`` and wait; one result per request, in order.
 
         With ``atomic=True`` all succeed or none does. Large non-atomic submissions are split
-        into batches of at most ``max_batch``; an atomic one must fit in a single batch.
+        into batches of at most ``max_batch``; an atomic one, or one with a ``receipt`` (see
+        :class:`Unit`), must fit in a single batch.
         """
-        return self.submit_future(requests, atomic=atomic).result()
+        return self.submit_future(requests, atomic=atomic, receipt=receipt).result()
 
     def submit_future(
-        self, requests: Sequence[TransferRequest], *, atomic: bool = False
+        self, requests: Sequence[TransferRequest], *, atomic: bool = False, receipt: Any = None
     ) -> Future[list[TransferResult]]:
         """Enqueue ``requests``; the future resolves with one result per request."""
-        if atomic and len(requests) > self._max_batch:
-            raise ValueError(f"an atomic group holds at most {self._max_batch} transfers")
+        if (atomic or receipt is not None) and len(requests) > self._max_batch:
+            raise ValueError(f"one unit holds at most {self._max_batch} transfers")
+        if receipt is not None:
+            return self._enqueue(Unit(requests, atomic, receipt))
         chunks = (
             [requests]
             if atomic or len(requests) <= self._max_batch

@@ -10,9 +10,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 
+from settle.clock import from_micros, to_micros
 from settle.ledger.errors import InvalidStatusTransitionError
 
 __all__ = [
@@ -32,20 +33,6 @@ __all__ = [
 
 # Counters are BIGINT in the database: any amount or balance must fit in a signed 64-bit integer.
 MAX_AMOUNT = 2**63 - 1
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def to_micros(moment: datetime) -> int:
-    """Microseconds since the Unix epoch for an aware datetime (naive datetimes are refused)."""
-    if moment.tzinfo is None:
-        raise ValueError("timestamps must be timezone-aware")
-    delta = moment - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def from_micros(micros: int) -> datetime:
-    """The aware UTC datetime for microseconds since the epoch."""
-    return _EPOCH + timedelta(microseconds=micros)
 
 
 class Side(StrEnum):

@@ -25,17 +25,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from settle.clock import Clock, system_clock
 from settle.ledger.apply import (
     AccountState,
-    BatchOutcome,
     BatchState,
     ChainHead,
     Hold,
     TenantState,
     TransferResult,
     Unit,
-    apply_batch,
 )
 from settle.ledger.hashing import GENESIS_HASH
 from settle.ledger.model import TransferKind
+from settle.store.ledger_receipts import AppliedBatch, apply_with_receipts, stored_receipts
 from settle.store.ledger_sql import (
     ACCOUNT_COLUMNS,
     EVENT_COLUMNS,
@@ -61,19 +60,19 @@ _HAND_OVER_SECONDS = 0.0001
 class _Prepared:
     """A batch applied speculatively, ahead of the transaction that will commit it."""
 
-    __slots__ = ("encoded", "expected", "outcome", "state", "units")
+    __slots__ = ("applied", "encoded", "expected", "state", "units")
 
     def __init__(
         self,
         units: Sequence[Unit],
         state: BatchState,
-        outcome: BatchOutcome,
+        applied: AppliedBatch,
         expected: dict[uuid.UUID, tuple[int, bytes, int]],
         encoded: dict[Any, Any],
     ) -> None:
         self.units = units
         self.state = state
-        self.outcome = outcome
+        self.applied = applied
         self.encoded = encoded
         # Each tenant's chain head as the speculation assumed it before the batch.
         self.expected = expected
@@ -170,10 +169,10 @@ class SqlBatchCommitter:
             state = self._state(d, tenants, ahead=True)
             for tenant in keys.tenants:
                 self._load_tenant(d, keys, tenants[tenant], lock=False)
-            outcome = apply_batch(state, units)
+            applied = apply_with_receipts(d, state, units, stored_receipts(d, units))
             # Encoding the rows is Python work the committer would otherwise do between its
             # round trips; done here, it overlaps the previous batch's commit.
-            encoded = d.encode_ahead(outcome)
+            encoded = d.encode_ahead(applied.outcome)
         except BaseException:
             with contextlib.suppress(Exception):
                 self._reader.close()
@@ -184,7 +183,7 @@ class SqlBatchCommitter:
         if cache is not None:
             for tenant, t in cache.items():
                 state.tenants.setdefault(tenant, t)
-        return _Prepared(units, state, outcome, expected, encoded)
+        return _Prepared(units, state, applied, expected, encoded)
 
     def commit_prepared(self, prepared: _Prepared) -> tuple[list[list[TransferResult]], bool]:
         """Commit a prepared batch; returns its results and whether it had to be re-applied."""
@@ -197,13 +196,18 @@ class SqlBatchCommitter:
                 ]:
                     # Someone else moved this tenant's ledger: redo the batch under lock.
                     return self._apply_locked(d, prepared.units).results, True
+            applied = prepared.applied
+            if applied.stored is not None and stored_receipts(d, prepared.units) != applied.stored:
+                # An idempotency key was stored meanwhile (writers store them under the
+                # chain head too, but not every such write moves it): redo under lock.
+                return self._apply_locked(d, prepared.units).results, True
             # No lock on the accounts themselves: every writer of a tenant's accounts (this
             # committer, opening, freezing or closing one) holds the tenant's chain head first,
             # so the head lock taken above already serialises them, and the equal head proves
             # the counters the batch was applied to are still the stored ones.
-            with d.pipelined(prepared.outcome):
-                self._write(d, prepared.outcome, prepared.encoded)
-            return prepared.outcome.results, False
+            with d.pipelined(applied.outcome):
+                self._write(d, applied, prepared.encoded)
+            return applied.results, False
 
         return self._in_transaction(run)
 
@@ -234,7 +238,7 @@ class SqlBatchCommitter:
             d.cur.close()
         return result
 
-    def _apply_locked(self, d: Dialect, units: Sequence[Unit]) -> BatchOutcome:
+    def _apply_locked(self, d: Dialect, units: Sequence[Unit]) -> AppliedBatch:
         keys = BatchKeys(units)
         tenants = {
             tenant: TenantState(tenant, self._lock_head(d, tenant), d.row_id(tenant))
@@ -243,9 +247,9 @@ class SqlBatchCommitter:
         state = self._state(d, tenants)
         for tenant in keys.tenants:
             self._load_tenant(d, keys, tenants[tenant], lock=True)
-        outcome = apply_batch(state, units)
-        self._write(d, outcome)
-        return outcome
+        applied = apply_with_receipts(d, state, units, stored_receipts(d, units))
+        self._write(d, applied)
+        return applied
 
     # ---- reading ---------------------------------------------------------------------------
 
@@ -391,10 +395,13 @@ class SqlBatchCommitter:
     # ---- writing ---------------------------------------------------------------------------
 
     def _write(
-        self, d: Dialect, outcome: BatchOutcome, encoded: dict[Any, Any] | None = None
+        self, d: Dialect, applied: AppliedBatch, encoded: dict[Any, Any] | None = None
     ) -> None:
         """Write the batch; ``encoded`` is what :meth:`Dialect.encode_ahead` made of it."""
         ahead = encoded or {}
+        outcome = applied.outcome
+        if applied.receipt_rows:
+            d.insert_receipts(applied.receipt_rows)
         if outcome.transfers:
             # Postings before transfers: on SQLite the balance trigger fires on the transfer.
             d.write_rows(

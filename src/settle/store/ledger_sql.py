@@ -167,6 +167,23 @@ class Dialect:
         """A condition on ``column`` being one of ``hexes`` (ids as 32 lowercase hex digits)."""
         raise NotImplementedError
 
+    def ref_out(self, value: Any) -> uuid.UUID:
+        """An id as :meth:`row_id` wrote it, back to a UUID."""
+        return uuid.UUID(bytes=value)
+
+    def in_texts(self, column: str, values: list[str]) -> tuple[str, Any]:
+        """A condition on ``column`` being one of ``values`` (one parameter)."""
+        raise NotImplementedError
+
+    def insert_receipts(self, rows: list[tuple[Any, ...]]) -> None:
+        """Write idempotency keys: (tenant, key, fingerprint, status, body, created_at)."""
+        p = self.p
+        self.cur.executemany(
+            "INSERT INTO idempotency_keys (tenant_id, key, fingerprint, status, body, created_at)"
+            f" VALUES ({p}, {p}, {p}, {p}, {p}, {p})",
+            rows,
+        )
+
     def lock_suffix(self) -> str:
         return ""
 
@@ -227,6 +244,9 @@ class PostgresDialect(Dialect):
 
     def lock_suffix(self) -> str:
         return " FOR UPDATE"
+
+    def in_texts(self, column: str, values: list[str]) -> tuple[str, Any]:
+        return f"{column} = ANY(%s::text[])", values
 
     def in_seqs(self, seqs: list[int]) -> tuple[str, Any]:
         return "seq = ANY(%s::int8[])", _array_literal(seqs)
@@ -324,6 +344,12 @@ class SqliteDialect(Dialect):
 
     def in_seqs(self, seqs: list[int]) -> tuple[str, Any]:
         return "seq IN (SELECT value FROM json_each(?))", json.dumps(seqs)
+
+    def in_texts(self, column: str, values: list[str]) -> tuple[str, Any]:
+        return f"{column} IN (SELECT value FROM json_each(?))", json.dumps(values)
+
+    def ref_out(self, value: Any) -> uuid.UUID:
+        return uuid.UUID(hex=value)
 
     def write_rows(
         self,

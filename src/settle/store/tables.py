@@ -14,6 +14,8 @@ from sqlalchemy.dialects import postgresql
 from settle.store.types import Digest
 
 __all__ = [
+    "api_keys",
+    "idempotency_keys",
     "ledger_accounts",
     "ledger_chain_heads",
     "ledger_pending_holds",
@@ -21,6 +23,7 @@ __all__ = [
     "ledger_transfers",
     "metadata",
     "outbox_events",
+    "tenants",
 ]
 
 metadata = sa.MetaData(
@@ -197,4 +200,47 @@ outbox_events = sa.Table(
     sa.Column("payload", JsonDoc, nullable=True),
     sa.Column("created_at", Micros, nullable=False),
     sqlite_with_rowid=False,
+)
+
+# Tenants: each is an isolated set of books (every other table carries a tenant_id).
+tenants = sa.Table(
+    "tenants",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("created_at", Micros, nullable=False),
+)
+
+# API keys, stored as a SHA-256 of the key (never the key) and a visible prefix.
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("tenant_id", sa.Uuid, sa.ForeignKey("tenants.id"), nullable=False),
+    sa.Column("prefix", sa.String(16), nullable=False),
+    sa.Column("digest", sa.LargeBinary(32), nullable=False),
+    sa.Column("mode", sa.String(4), nullable=False),
+    # Space-separated, sorted scope names.
+    sa.Column("scopes", sa.String(200), nullable=False),
+    sa.Column("created_at", Micros, nullable=False),
+    sa.Column("revoked_at", Micros, nullable=True),
+    sa.Column("last_used_at", Micros, nullable=True),
+    sa.UniqueConstraint("digest"),
+    sa.Index(None, "tenant_id"),
+    sa.CheckConstraint("mode IN ('test', 'live')", name="mode"),
+)
+
+# Idempotency keys: one row per (tenant, key), written in the same transaction as the request's
+# effect, with the response to replay byte for byte. Purged after the retention period.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("tenant_id", sa.Uuid, primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    # SHA-256 of the request's method, path and body.
+    sa.Column("fingerprint", sa.LargeBinary(32), nullable=False),
+    sa.Column("status", sa.SmallInteger, nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", Micros, nullable=False),
+    sa.Index(None, "created_at"),
 )

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Self
 
 from settle.clock import Clock, system_clock
 from settle.store.ledger_repo import SqlLedgerRepository
+from settle.store.security_repo import SqlSecurityRepository
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -18,6 +19,7 @@ class SqlUnitOfWork:
     """``with uow: ...; uow.commit()`` — leaving the block without commit rolls back."""
 
     ledger: SqlLedgerRepository
+    security: SqlSecurityRepository
 
     def __init__(self, engine: sa.Engine, clock: Clock = system_clock) -> None:
         self._engine = engine
@@ -30,6 +32,7 @@ class SqlUnitOfWork:
         self._connection = connection
         self._transaction = connection.begin()
         self.ledger = SqlLedgerRepository(connection, self._clock)
+        self.security = SqlSecurityRepository(connection)
         return self
 
     def __exit__(
