@@ -134,6 +134,7 @@ class GroupCommitEngine:
         # What the waiting preparer waits for: this many queued callers.
         self._wake_callers = _NEVER
         self.stats = BatchStats()
+        self._observers: list[Callable[[int, float], None]] = []
 
     # ---- callers ---------------------------------------------------------------------------
 
@@ -167,6 +168,10 @@ class GroupCommitEngine:
         if len(futures) == 1:
             return futures[0]
         return _joined(futures)
+
+    def observe(self, observer: Callable[[int, float], None]) -> None:
+        """Call ``observer(transfers, commit_seconds)`` after every committed batch."""
+        self._observers.append(observer)
 
     @property
     def pipelined(self) -> bool:
@@ -360,6 +365,8 @@ class GroupCommitEngine:
         stats.last_commit_seconds = elapsed
         stats.sizes.append(size)
         stats.commit_seconds.append(elapsed)
+        for observer in self._observers:
+            observer(size, elapsed)
         for item, unit_results in zip(batch, results, strict=True):
             item.future.set_result(unit_results)
 

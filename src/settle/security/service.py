@@ -173,6 +173,13 @@ class ApiKeyAuthenticator:
                 self._uses[key.id] = now
         return Principal(key.tenant_id, key.id, key.scopes, key.mode)
 
+    def is_cached(self, presented: str | None) -> bool:
+        """Whether :meth:`authenticate` can answer without a lookup (no I/O)."""
+        if not presented or not KEY_PATTERN.match(presented):
+            return True
+        cached = self._cache.get(hash_secret_key(presented))
+        return cached is not None and cached[0] > self._clock()
+
     def forget(self) -> None:
         """Drop every cached lookup (after a revocation in this process)."""
         self._cache.clear()

@@ -59,19 +59,20 @@ class StoredResponse:
 class Receipt:
     """An idempotency key's record, carried by a ledger unit and written in its transaction.
 
-    ``render(results, lookup)`` turns the unit's results into ``(status, body)``; it returns
-    None when the answer needs a read the batch cannot make (a transfer that already existed),
-    and then nothing is written with the batch: the unit moved no money, and the caller stores
-    its answer afterwards. When the key turns out to be used already, the committer leaves the
-    unit out of the batch and sets ``stored`` to the first response.
+    ``render(results, lookup)`` turns the unit's results into ``(status, body)``, kept in
+    ``rendered``; it returns None when the answer needs a read the batch cannot make (a
+    transfer that already existed), and then nothing is written with the batch: the unit moved
+    no money, and the caller stores its answer afterwards. When the key turns out to be used
+    already, the committer leaves the unit out of the batch and sets ``stored`` to the first
+    response. Without a ``key`` the receipt only renders (nothing is stored).
     """
 
-    __slots__ = ("fingerprint", "key", "render", "stored", "tenant_id")
+    __slots__ = ("fingerprint", "key", "render", "rendered", "stored", "tenant_id")
 
     def __init__(
         self,
         tenant_id: uuid.UUID,
-        key: str,
+        key: str | None,
         fingerprint: bytes,
         render: Callable[[Sequence[TransferResult], TransferLookup], tuple[int, bytes] | None],
     ) -> None:
@@ -79,6 +80,7 @@ class Receipt:
         self.key = key
         self.fingerprint = fingerprint
         self.render = render
+        self.rendered: tuple[int, bytes] | None = None
         self.stored: StoredResponse | None = None
 
 
@@ -152,6 +154,10 @@ def run_idempotent(
     """
     uow = _HeldUnitOfWork(engine, clock)
     with uow:
+        # A retry usually finds its answer here, before the effect could refuse to repeat.
+        existing = find_stored_response(uow.connection, tenant_id, key)
+        if existing is not None:
+            return existing, True
         value = effect(uow)
         # Under the tenant's chain head, as every writer of its idempotency keys.
         uow.ledger.lock_tenant(tenant_id)

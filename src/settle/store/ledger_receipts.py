@@ -51,10 +51,13 @@ class AppliedBatch:
 def stored_receipts(d: Dialect, units: Sequence[Unit]) -> StoredKeys | None:
     """The stored responses of the batch's receipt keys; None when no unit has a receipt."""
     wanted: dict[uuid.UUID, list[str]] = defaultdict(list)
+    receipts = False
     for unit in units:
         if unit.receipt is not None:
-            wanted[unit.receipt.tenant_id].append(unit.receipt.key)
-    if not wanted:
+            receipts = True
+            if unit.receipt.key is not None:
+                wanted[unit.receipt.tenant_id].append(unit.receipt.key)
+    if not receipts:
         return None
     found: StoredKeys = {}
     for tenant, keys in wanted.items():
@@ -82,7 +85,7 @@ def apply_with_receipts(
     claimed: set[tuple[uuid.UUID, str]] = set(stored)
     for i, unit in enumerate(units):
         receipt = unit.receipt
-        if receipt is not None:
+        if receipt is not None and receipt.key is not None:
             key = (receipt.tenant_id, receipt.key)
             if key in claimed:
                 # Used before (or by an earlier unit of this very batch): no second effect.
@@ -106,8 +109,8 @@ def apply_with_receipts(
         if owned is None:
             continue
         tenant = owned.tenant_id
-        rendered = owned.render(unit_results, views.lookup(tenant))
-        if rendered is not None:
+        rendered = owned.rendered = owned.render(unit_results, views.lookup(tenant))
+        if rendered is not None and owned.key is not None:
             status, body = rendered
             rows.append((d.uuid_in(tenant), owned.key, owned.fingerprint, status, body, state.now))
     return AppliedBatch(outcome, results, rows, stored)

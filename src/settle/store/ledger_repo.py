@@ -36,7 +36,14 @@ P = tables.ledger_postings
 T = tables.ledger_transfers
 E = tables.outbox_events
 
-__all__ = ["AccountQuery", "Page", "SqlLedgerRepository", "decode_cursor", "encode_cursor"]
+__all__ = [
+    "AccountQuery",
+    "Page",
+    "SqlLedgerRepository",
+    "decode_cursor",
+    "encode_cursor",
+    "posting_from_row",
+]
 
 _SIDES = {"D": Side.DEBIT, "C": Side.CREDIT}
 
@@ -96,7 +103,7 @@ def _account(row: Any) -> Account:
     )
 
 
-def _posting(row: Any) -> Posting:
+def posting_from_row(row: Any) -> Posting:
     return Posting(
         index=row.idx,
         account_id=row.account_id,
@@ -313,7 +320,7 @@ class SqlLedgerRepository:
         """The account's postings in order, each with the running balances after it."""
         stmt = _account_postings(sa.select(P), tenant_id, account_id, start, end, after_seq)
         rows = list(self.conn.execute(stmt.limit(limit + 1)))
-        return Page([_posting(r) for r in rows[:limit]], len(rows) > limit)
+        return Page([posting_from_row(r) for r in rows[:limit]], len(rows) > limit)
 
     # ---- transfers -------------------------------------------------------------------------
 
@@ -347,6 +354,10 @@ class SqlLedgerRepository:
         )
         return Page(self._transfers(rows), len(seqs) > limit)
 
+    def transfers_from_rows(self, rows: Sequence[Any]) -> list[Transfer]:
+        """Transfer rows (of one tenant) with their postings, resolutions and reversals."""
+        return self._transfers(rows)
+
     def _transfers(self, rows: Sequence[Any]) -> list[Transfer]:
         if not rows:
             return []
@@ -358,7 +369,7 @@ class SqlLedgerRepository:
             sa.select(P).where(P.c.tenant_id == tenant_id, P.c.seq.in_(seqs))
             .order_by(P.c.seq, P.c.idx)
         ):  # fmt: skip
-            postings.setdefault(p.seq, []).append(_posting(p))
+            postings.setdefault(p.seq, []).append(posting_from_row(p))
         resolutions = {
             r.pending_id: (TransferKind(r.kind), r.id)
             for r in self.conn.execute(

@@ -1,0 +1,292 @@
+"""``/v1/transfers``: move money (one, or a batch), resolve holds, reverse, and read."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Request
+from starlette.responses import Response
+
+from settle.api.deps import ReadPrincipal, StateDep, WritePrincipal
+from settle.api.idempotency import (
+    JSON,
+    Keyed,
+    KeyedDep,
+    derived_id,
+    idempotent_ledger_write,
+)
+from settle.api.problems import result_problem
+from settle.api.render import batch_results_json, dump, transfer_json
+from settle.api.routers.common import Limit, micros_or_none
+from settle.api.schemas import (
+    PostingCreate,
+    PostPendingCreate,
+    ReverseCreate,
+    TransferBatchCreate,
+    TransferBatchPublic,
+    TransferCreate,
+    TransferPublic,
+    TransfersPublic,
+    VoidCreate,
+)
+from settle.api.state import AppState
+from settle.errors import ValidationError
+from settle.ledger.apply import TransferResult
+from settle.ledger.errors import ResultCode, TransferNotFoundError
+from settle.ledger.model import Side
+from settle.ledger.requests import (
+    PostingRequest,
+    PostPending,
+    ReverseTransfer,
+    TransferRequest,
+    TransferSpec,
+    VoidPending,
+)
+from settle.store.idempotency import TransferLookup
+from settle.store.ledger_lists import transfer_seq, transfers_page
+
+router = APIRouter(prefix="/v1/transfers", tags=["transfers"])
+
+_REFUSALS: dict[str, Any] = {
+    "description": "A ledger rule refused it (`insufficient_funds`, `currency_mismatch`...)"
+}
+_DOCUMENTED: dict[int | str, dict[str, Any]] = {
+    404: {"description": "An account or pending transfer that does not exist"},
+    409: {"description": "A state conflict (`pending_already_posted`, `already_reversed`...)"},
+    422: _REFUSALS,
+}
+
+
+def _postings(lines: Sequence[PostingCreate]) -> tuple[PostingRequest, ...]:
+    return tuple(PostingRequest(p.account_id, p.side, p.amount, p.currency) for p in lines)
+
+
+def _spec(tenant: uuid.UUID, body: TransferCreate, transfer_id: uuid.UUID) -> TransferSpec:
+    if body.postings is not None:
+        postings = _postings(body.postings)
+    else:
+        debit, credit = body.debit_account_id, body.credit_account_id
+        amount, currency = body.amount, body.currency
+        if debit is None or credit is None or amount is None or currency is None:
+            raise ValidationError(
+                "incomplete shorthand transfer", param="amount"
+            )  # the schema's job
+        postings = (
+            PostingRequest(debit, Side.DEBIT, amount, currency),
+            PostingRequest(credit, Side.CREDIT, amount, currency),
+        )
+    return TransferSpec(
+        tenant,
+        transfer_id,
+        postings,
+        body.pending,
+        body.timeout_seconds,
+        body.description,
+        body.metadata,
+        body.effective_at,
+    )
+
+
+def _one_transfer(
+    request: Request, state: AppState, keyed: Keyed
+) -> tuple[
+    Callable[[Sequence[TransferResult], TransferLookup], tuple[int, bytes] | None],
+    Callable[[Sequence[TransferResult]], tuple[int, bytes]],
+]:
+    """How a single-transfer write answers: inside the batch, and after it for ``exists``."""
+
+    def in_batch(
+        results: Sequence[TransferResult], lookup: TransferLookup
+    ) -> tuple[int, bytes] | None:
+        result = results[0]
+        if result.code is ResultCode.OK:
+            committed = lookup(result.id)
+            if committed is None:  # the batch committed it: it is there
+                raise RuntimeError(f"transfer {result.id} missing from its own batch")
+            return 201, dump(transfer_json(committed))
+        if result.code is ResultCode.EXISTS:
+            return None  # nothing moved; answered from the database below
+        return result_problem(request, result.code, result.detail)
+
+    def after(results: Sequence[TransferResult]) -> tuple[int, bytes]:
+        with state.store.read() as repo:
+            existing = repo.get_transfer(keyed.tenant_id, results[0].id)
+        if existing is None:
+            raise RuntimeError(f"transfer {results[0].id} reported as existing is not there")
+        return 200, dump(transfer_json(existing))
+
+    return in_batch, after
+
+
+async def _write_one(
+    request: Request, state: AppState, keyed: Keyed, transfer: TransferRequest
+) -> Response:
+    render, after = _one_transfer(request, state, keyed)
+    return await idempotent_ledger_write(
+        state, keyed, [transfer], render=render, render_after=after
+    )
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=TransferPublic,
+    responses={200: {"description": "The transfer existed already (same id and content)"},
+               **_DOCUMENTED},
+)  # fmt: skip
+async def create_transfer(
+    request: Request,
+    body: TransferCreate,
+    principal: WritePrincipal,
+    keyed: KeyedDep,
+    state: StateDep,
+) -> Response:
+    """Post a transfer at once, or hold it as `pending` (optionally with a timeout)."""
+    transfer_id = body.id or derived_id(keyed)
+    return await _write_one(request, state, keyed, _spec(principal.tenant_id, body, transfer_id))
+
+
+@router.post("/batch", response_model=TransferBatchPublic)
+async def create_transfer_batch(
+    body: TransferBatchCreate, principal: WritePrincipal, keyed: KeyedDep, state: StateDep
+) -> Response:
+    """Up to 8,190 transfers in one commit, one result each, in order. With `atomic`, all
+    succeed or none does (the others report `linked_transfer_failed`)."""
+    tenant = principal.tenant_id
+    specs = [_spec(tenant, t, t.id or derived_id(keyed, i)) for i, t in enumerate(body.transfers)]
+
+    def in_batch(results: Sequence[TransferResult], _lookup: TransferLookup) -> tuple[int, bytes]:
+        return 200, dump(batch_results_json(results, body.atomic))
+
+    def after(results: Sequence[TransferResult]) -> tuple[int, bytes]:
+        return in_batch(results, lambda _id: None)
+
+    return await idempotent_ledger_write(
+        state, keyed, specs, atomic=body.atomic, render=in_batch, render_after=after
+    )
+
+
+@router.get("", response_model=TransfersPublic)
+def list_transfers(
+    principal: ReadPrincipal,
+    state: StateDep,
+    account_id: uuid.UUID | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    limit: Limit = 10,
+    starting_after: uuid.UUID | None = None,
+    ending_before: uuid.UUID | None = None,
+) -> Response:
+    """Transfers in journal order; only those touching `account_id` if given."""
+    if starting_after is not None and ending_before is not None:
+        raise ValidationError(
+            "give starting_after or ending_before, not both", param="ending_before"
+        )
+    tenant = principal.tenant_id
+    start = micros_or_none(created_after, "created_after")
+    end = micros_or_none(created_before, "created_before")
+    with state.store.read() as repo:
+        cursors = {}
+        for name, cursor in (("starting_after", starting_after), ("ending_before", ending_before)):
+            if cursor is not None:
+                seq = transfer_seq(repo, tenant, cursor)
+                if seq is None:
+                    raise ValidationError(f"no transfer {cursor} to page from", param=name)
+                cursors[name] = seq
+        page = transfers_page(
+            repo,
+            tenant,
+            account_id=account_id,
+            start=None if start is None else start + 1,
+            end=end,
+            limit=limit,
+            after_seq=cursors.get("starting_after"),
+            before_seq=cursors.get("ending_before"),
+        )
+    body = {"data": [transfer_json(t) for t in page.data], "has_more": page.has_more}
+    return Response(dump(body), media_type=JSON)
+
+
+@router.get("/{transfer_id}", response_model=TransferPublic)
+def get_transfer(transfer_id: uuid.UUID, principal: ReadPrincipal, state: StateDep) -> Response:
+    with state.store.read() as repo:
+        transfer = repo.get_transfer(principal.tenant_id, transfer_id)
+    if transfer is None:
+        raise TransferNotFoundError(f"transfer {transfer_id} not found", param="id")
+    return Response(dump(transfer_json(transfer)), media_type=JSON)
+
+
+@router.post(
+    "/{transfer_id}/post", status_code=201, response_model=TransferPublic, responses=_DOCUMENTED
+)
+async def post_pending_transfer(
+    request: Request,
+    transfer_id: uuid.UUID,
+    principal: WritePrincipal,
+    keyed: KeyedDep,
+    state: StateDep,
+    body: Annotated[PostPendingCreate | None, Body()] = None,
+) -> Response:
+    """Post a pending transfer in full, or for a smaller `amount` (the rest is released).
+    Answers the new `post_pending` transfer."""
+    body = body or PostPendingCreate()
+    request_ = PostPending(
+        principal.tenant_id,
+        body.id or derived_id(keyed),
+        transfer_id,
+        body.amount,
+        None if body.postings is None else _postings(body.postings),
+        body.description,
+        body.metadata,
+    )
+    return await _write_one(request, state, keyed, request_)
+
+
+@router.post(
+    "/{transfer_id}/void", status_code=201, response_model=TransferPublic, responses=_DOCUMENTED
+)
+async def void_pending_transfer(
+    request: Request,
+    transfer_id: uuid.UUID,
+    principal: WritePrincipal,
+    keyed: KeyedDep,
+    state: StateDep,
+    body: Annotated[VoidCreate | None, Body()] = None,
+) -> Response:
+    """Release a pending transfer without posting anything. Answers the `void_pending`
+    transfer."""
+    body = body or VoidCreate()
+    void = VoidPending(
+        principal.tenant_id,
+        body.id or derived_id(keyed),
+        transfer_id,
+        body.description,
+        body.metadata,
+    )
+    return await _write_one(request, state, keyed, void)
+
+
+@router.post(
+    "/{transfer_id}/reverse", status_code=201, response_model=TransferPublic, responses=_DOCUMENTED
+)
+async def reverse_transfer(
+    request: Request,
+    transfer_id: uuid.UUID,
+    principal: WritePrincipal,
+    keyed: KeyedDep,
+    state: StateDep,
+    body: Annotated[ReverseCreate | None, Body()] = None,
+) -> Response:
+    """Undo a posted transfer with a new transfer that mirrors its postings."""
+    body = body or ReverseCreate()
+    reversal = ReverseTransfer(
+        principal.tenant_id,
+        body.id or derived_id(keyed),
+        transfer_id,
+        body.description,
+        body.metadata,
+    )
+    return await _write_one(request, state, keyed, reversal)

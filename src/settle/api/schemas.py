@@ -1,0 +1,302 @@
+"""Request and response bodies: ``XCreate`` / ``XUpdate`` in, ``XPublic`` / ``XsPublic`` out.
+
+Amounts are JSON integers of minor units (floats, strings and booleans are refused), currencies
+upper-case ISO 4217 codes, timestamps RFC 3339 in UTC, ids UUIDs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from settle.ledger.model import MAX_AMOUNT, AccountStatus, AccountType, Side
+from settle.money import Currency
+
+__all__ = [
+    "AccountCreate",
+    "AccountPublic",
+    "AccountUpdate",
+    "AccountsPublic",
+    "BalancePublic",
+    "BatchResultPublic",
+    "EventPublic",
+    "EventsPublic",
+    "PostPendingCreate",
+    "PostingCreate",
+    "PostingPublic",
+    "ReverseCreate",
+    "StatementEntryPublic",
+    "StatementPublic",
+    "TransferBatchCreate",
+    "TransferBatchPublic",
+    "TransferCreate",
+    "TransferPublic",
+    "TransfersPublic",
+    "VoidCreate",
+]
+
+MAX_BATCH = 8190
+
+
+def _known_currency(code: str) -> str:
+    Currency.of(code)  # raises UnknownCurrencyError, mapped to unknown_currency
+    return code
+
+
+def _no_nul(text: str) -> str:
+    # PostgreSQL text cannot hold NUL: refuse it here rather than fail in the database.
+    if "\x00" in text:
+        raise ValueError("text may not contain NUL characters")
+    return text
+
+
+Amount = Annotated[int, Field(strict=True, gt=0, le=MAX_AMOUNT)]
+NonNegativeAmount = Annotated[int, Field(strict=True, ge=0, le=MAX_AMOUNT)]
+CurrencyCode = Annotated[
+    str, Field(pattern=r"^[A-Z]{3}$", examples=["USD"]), AfterValidator(_known_currency)
+]
+Text = Annotated[str, Field(max_length=1000), AfterValidator(_no_nul)]
+Metadata = Annotated[
+    dict[
+        Annotated[str, Field(min_length=1, max_length=40), AfterValidator(_no_nul)],
+        Annotated[str, Field(max_length=500), AfterValidator(_no_nul)],
+    ],
+    Field(max_length=50, description="Up to 50 string keys (40 chars) and values (500 chars)."),
+]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---- accounts ------------------------------------------------------------------------------
+
+
+class AccountCreate(_In):
+    id: uuid.UUID | None = Field(None, description="Optional client-chosen id (idempotent).")
+    code: Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_no_nul)]
+    name: Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_no_nul)]
+    type: AccountType
+    currency: CurrencyCode
+    parent_id: uuid.UUID | None = None
+    debits_must_not_exceed_credits: Annotated[bool, Field(strict=True)] = False
+    credits_must_not_exceed_debits: Annotated[bool, Field(strict=True)] = False
+    overdraft_limit: NonNegativeAmount | None = None
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class AccountUpdate(_In):
+    name: Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_no_nul)] | None = None
+    metadata: Metadata | None = None
+    status: AccountStatus | None = None
+
+
+class BalancesPublic(_Out):
+    posted: int = Field(description="Posted balance on the account's normal side.")
+    pending: int = Field(description="Net amount on hold, on the normal side.")
+    available: int = Field(description="Posted balance less outgoing holds.")
+    debits_posted: int
+    credits_posted: int
+    debits_pending: int
+    credits_pending: int
+
+
+class AccountPublic(_Out):
+    id: uuid.UUID
+    object: Literal["account"] = "account"
+    code: str
+    name: str
+    type: AccountType
+    currency: str
+    parent_id: uuid.UUID | None
+    status: AccountStatus
+    normal_side: Side
+    debits_must_not_exceed_credits: bool
+    credits_must_not_exceed_debits: bool
+    overdraft_limit: int | None
+    metadata: dict[str, str]
+    created_at: datetime
+    balances: BalancesPublic
+    last_seq: int
+
+
+class AccountsPublic(_Out):
+    data: list[AccountPublic]
+    has_more: bool
+
+
+class BalancePublic(_Out):
+    object: Literal["balance"] = "balance"
+    account_id: uuid.UUID
+    currency: str
+    as_of: datetime | None = Field(description="Null: the current balance.")
+    balances: BalancesPublic
+    rolled_up: BalancesPublic | None = Field(
+        description="The account with all its descendants (current balances only)."
+    )
+
+
+class StatementEntryPublic(_Out):
+    id: str = Field(description="The entry's cursor, for starting_after / ending_before.")
+    transfer_id: uuid.UUID
+    seq: int
+    index: int
+    side: Side
+    amount: int
+    posted_amount: int
+    pending_amount: int
+    currency: str
+    created_at: datetime
+    balance_after: BalancesPublic
+
+
+class StatementPublic(_Out):
+    object: Literal["statement"] = "statement"
+    account_id: uuid.UUID
+    currency: str
+    data: list[StatementEntryPublic]
+    has_more: bool
+
+
+# ---- transfers -----------------------------------------------------------------------------
+
+
+class PostingCreate(_In):
+    account_id: uuid.UUID
+    side: Side
+    amount: Amount
+    currency: CurrencyCode
+
+
+class TransferCreate(_In):
+    """A transfer: the shorthand (``debit_account_id``, ``credit_account_id``, ``amount``,
+    ``currency``) or two or more ``postings``."""
+
+    id: uuid.UUID | None = Field(
+        None, description="Optional client-chosen id; derived from the Idempotency-Key if absent."
+    )
+    debit_account_id: uuid.UUID | None = None
+    credit_account_id: uuid.UUID | None = None
+    amount: Amount | None = None
+    currency: CurrencyCode | None = None
+    postings: Annotated[list[PostingCreate], Field(min_length=2, max_length=64)] | None = None
+    pending: Annotated[bool, Field(strict=True)] = False
+    timeout_seconds: Annotated[int, Field(strict=True, gt=0, le=10 * 365 * 86400)] | None = None
+    description: Text = ""
+    metadata: Metadata = Field(default_factory=dict)
+    effective_at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> TransferCreate:
+        shorthand = (self.debit_account_id, self.credit_account_id, self.amount, self.currency)
+        if self.postings is not None:
+            if any(v is not None for v in shorthand):
+                raise ValueError("give either postings or the shorthand fields, not both")
+        elif any(v is None for v in shorthand):
+            raise ValueError(
+                "give postings, or all of debit_account_id, credit_account_id, amount, currency"
+            )
+        if self.timeout_seconds is not None and not self.pending:
+            raise ValueError("timeout_seconds is only for pending transfers")
+        if self.effective_at is not None and self.effective_at.utcoffset() is None:
+            raise ValueError("effective_at needs a time zone (RFC 3339)")
+        return self
+
+
+class TransferBatchCreate(_In):
+    transfers: Annotated[list[TransferCreate], Field(min_length=1, max_length=MAX_BATCH)]
+    atomic: Annotated[bool, Field(strict=True)] = False
+
+
+class PostPendingCreate(_In):
+    id: uuid.UUID | None = Field(None, description="Id of the posting transfer.")
+    amount: Amount | None = Field(None, description="Post less than held (two-line holds).")
+    postings: Annotated[list[PostingCreate], Field(min_length=1, max_length=64)] | None = None
+    description: Text = ""
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class VoidCreate(_In):
+    id: uuid.UUID | None = Field(None, description="Id of the voiding transfer.")
+    description: Text = ""
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class ReverseCreate(_In):
+    id: uuid.UUID | None = Field(None, description="Id of the reversal transfer.")
+    description: Text = ""
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class PostingPublic(_Out):
+    index: int
+    account_id: uuid.UUID
+    side: Side
+    amount: int
+    currency: str
+    posted_amount: int
+    pending_amount: int
+
+
+class TransferPublic(_Out):
+    id: uuid.UUID
+    object: Literal["transfer"] = "transfer"
+    seq: int
+    kind: str
+    status: Literal["posted", "pending", "voided", "expired"]
+    postings: list[PostingPublic]
+    pending_id: uuid.UUID | None
+    reversal_of: uuid.UUID | None
+    timeout_at: datetime | None
+    description: str
+    metadata: dict[str, str]
+    effective_at: datetime
+    created_at: datetime
+    hash: str
+    resolved_by: uuid.UUID | None
+    reversed_by: uuid.UUID | None
+
+
+class TransfersPublic(_Out):
+    data: list[TransferPublic]
+    has_more: bool
+
+
+class BatchResultPublic(_Out):
+    id: uuid.UUID
+    code: str
+    seq: int | None
+    detail: str | None
+
+
+class TransferBatchPublic(_Out):
+    object: Literal["transfer_batch"] = "transfer_batch"
+    atomic: bool
+    data: list[BatchResultPublic]
+
+
+# ---- events --------------------------------------------------------------------------------
+
+
+class EventPublic(_Out):
+    id: str = Field(description="The event's cursor: pass it as `after` to read what follows.")
+    object: Literal["event"] = "event"
+    seq: int
+    type: str
+    object_id: uuid.UUID
+    created_at: datetime
+    data: dict[str, Any] | None = Field(
+        description="The account snapshot, or the transfer as it is now."
+    )
+
+
+class EventsPublic(_Out):
+    data: list[EventPublic]
+    has_more: bool

@@ -1,0 +1,48 @@
+"""The API server's settings, read once from the environment (no module globals)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from settle.store.db import database_url_from_env
+
+__all__ = ["Settings"]
+
+
+_MAX_BODY_BYTES = 16 * 1024 * 1024  # 8,190 transfers of four postings with metadata fit
+_RETENTION_SECONDS = 24 * 3600
+
+
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return default if value in (None, "") else int(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What the server needs to know; every field has a working default."""
+
+    database_url: str
+    max_body_bytes: int = _MAX_BODY_BYTES
+    # A revoked key stops working within this time in every process.
+    key_cache_seconds: float = 5.0
+    # Idempotency keys are kept at least this long, then purged.
+    idempotency_retention_seconds: int = _RETENTION_SECONDS
+    # How often the maintenance runner expires holds and purges keys (0: never).
+    maintenance_seconds: float = 30.0
+    problem_type_base: str = "https://settle.dev/errors#"
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            database_url=database_url_from_env(),
+            max_body_bytes=_int("SETTLE_MAX_BODY_BYTES", _MAX_BODY_BYTES),
+            key_cache_seconds=float(os.environ.get("SETTLE_KEY_CACHE_SECONDS") or 5.0),
+            idempotency_retention_seconds=_int(
+                "SETTLE_IDEMPOTENCY_RETENTION_SECONDS", _RETENTION_SECONDS
+            ),
+            maintenance_seconds=float(os.environ.get("SETTLE_MAINTENANCE_SECONDS") or 30.0),
+            log_level=os.environ.get("SETTLE_LOG_LEVEL") or "info",
+        )
