@@ -17,7 +17,7 @@ venv: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/settle db upgrade
-	$(BIN)/settle ledger demo
+	$(BIN)/settle serve --demo
 
 test: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)

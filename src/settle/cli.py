@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from settle.clock import system_clock
+from settle.errors import SettleError
 from settle.ledger.errors import ResultCode
 from settle.ledger.model import AccountType, NewAccount, Side
 from settle.ledger.requests import (
@@ -20,15 +21,26 @@ from settle.ledger.requests import (
 )
 from settle.ledger.service import expire_pending, open_account
 from settle.money import Currency, Money
+from settle.security.keys import KeyMode
+from settle.security.service import create_tenant, issue_api_key, revoke_api_key
 from settle.store.db import create_db_engine, database_url_from_env, upgrade_database
 from settle.store.ledger_store import LedgerStore
 from settle.store.ledger_verify import verify_ledger
+from settle.store.security_repo import SqlSecurityRepository
+from settle.store.uow import SqlUnitOfWork
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
 
 app = typer.Typer(help="Settle: an open-source payments core.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
+tenants_app = typer.Typer(help="Tenants: isolated sets of books.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(tenants_app, name="tenants")
+app.add_typer(keys_app, name="keys")
 
 DatabaseUrl = Annotated[
     str | None,
@@ -174,3 +186,195 @@ def ledger_expire(database_url: DatabaseUrl = None) -> None:
             break
     store.close()
     typer.echo(f"expired {total} pending transfers")
+
+
+# ---- tenants and keys ----------------------------------------------------------------------
+
+Scopes = Annotated[
+    str,
+    typer.Option(help="Comma-separated: ledger:read, ledger:write, admin"),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON")]
+
+
+def _fail(exc: SettleError) -> typer.Exit:
+    typer.echo(f"error: {exc.code}: {exc.detail}", err=True)
+    return typer.Exit(2)
+
+
+def _engine(database_url: str | None) -> sa.Engine:
+    return create_db_engine(database_url or database_url_from_env())
+
+
+@tenants_app.command("create")
+def tenants_create(
+    name: str,
+    database_url: DatabaseUrl = None,
+    scopes: Scopes = "ledger:read,ledger:write,admin",
+    live: Annotated[bool, typer.Option(help="Issue a live key (sk_live_)")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Create a tenant and its first API key (shown once: it is stored only as a hash)."""
+    engine = _engine(database_url)
+    try:
+        tenant = create_tenant(SqlUnitOfWork(engine), name)
+        key, secret = issue_api_key(
+            SqlUnitOfWork(engine),
+            tenant.id,
+            scopes.split(","),
+            mode=KeyMode.LIVE if live else KeyMode.TEST,
+        )
+    except SettleError as exc:
+        raise _fail(exc) from None
+    finally:
+        engine.dispose()
+    if as_json:
+        typer.echo(json.dumps({"tenant_id": str(tenant.id), "key_id": str(key.id),
+                               "api_key": secret.reveal()}))  # fmt: skip
+    else:
+        typer.echo(f"tenant {tenant.id} ({tenant.name})\napi key {secret.reveal()}")
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="Tenant id")],
+    database_url: DatabaseUrl = None,
+    scopes: Scopes = "ledger:read,ledger:write",
+    live: Annotated[bool, typer.Option(help="Issue a live key (sk_live_)")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Issue an API key for a tenant (shown once)."""
+    engine = _engine(database_url)
+    try:
+        key, secret = issue_api_key(
+            SqlUnitOfWork(engine),
+            _uuid(tenant, "tenant"),
+            scopes.split(","),
+            mode=KeyMode.LIVE if live else KeyMode.TEST,
+        )
+    except SettleError as exc:
+        raise _fail(exc) from None
+    finally:
+        engine.dispose()
+    scope_names = sorted(s.value for s in key.scopes)
+    if as_json:
+        typer.echo(json.dumps({"key_id": str(key.id), "tenant_id": str(key.tenant_id),
+                               "api_key": secret.reveal(), "prefix": key.prefix,
+                               "scopes": scope_names}))  # fmt: skip
+    else:
+        typer.echo(f"key {key.id} ({', '.join(scope_names)})\napi key {secret.reveal()}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, database_url: DatabaseUrl = None) -> None:
+    """Revoke a key: every server refuses it within the key cache time (5 s by default)."""
+    engine = _engine(database_url)
+    try:
+        key = revoke_api_key(SqlUnitOfWork(engine), _uuid(key_id, "key_id"))
+    except SettleError as exc:
+        raise _fail(exc) from None
+    finally:
+        engine.dispose()
+    typer.echo(f"revoked {key.id} ({key.prefix}…)")
+
+
+@keys_app.command("list")
+def keys_list(
+    tenant: Annotated[str, typer.Option(help="Tenant id")],
+    database_url: DatabaseUrl = None,
+    as_json: AsJson = False,
+) -> None:
+    """A tenant's keys: id, prefix, scopes, created, last used, revoked."""
+    engine = _engine(database_url)
+    with engine.connect() as conn:
+        keys = SqlSecurityRepository(conn).list_api_keys(_uuid(tenant, "tenant"))
+    engine.dispose()
+    rows = [
+        {
+            "key_id": str(k.id),
+            "prefix": k.prefix,
+            "mode": k.mode.value,
+            "scopes": sorted(s.value for s in k.scopes),
+            "created_at": k.created_at.isoformat(),
+            "last_used_at": None if k.last_used_at is None else k.last_used_at.isoformat(),
+            "revoked_at": None if k.revoked_at is None else k.revoked_at.isoformat(),
+        }
+        for k in keys
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    for k in keys:
+        state = f"revoked {k.revoked_at.isoformat()}" if k.revoked_at else "active"
+        scope_names = ",".join(sorted(s.value for s in k.scopes))
+        typer.echo(f"{k.id}  {k.prefix}…  {scope_names}  {state}")
+
+
+def _uuid(text: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        typer.echo(f"error: {what} is not a UUID: {text!r}", err=True)
+        raise typer.Exit(2) from None
+
+
+# ---- serving -------------------------------------------------------------------------------
+
+
+def _bootstrap_demo(database_url: str, host: str, port: int) -> None:
+    """First run: a demo tenant and an admin key, printed once."""
+    engine = _engine(database_url)
+    try:
+        with engine.connect() as conn:
+            exists = SqlSecurityRepository(conn).get_tenant(DEMO_TENANT) is not None
+        base = f"http://{host}:{port}"
+        if exists:
+            typer.echo(
+                f"demo tenant {DEMO_TENANT} exists; its first key was shown on the first run."
+                f" A new one: settle keys create --tenant {DEMO_TENANT}"
+                f" --scopes ledger:read,ledger:write,admin"
+            )
+        else:
+            create_tenant(SqlUnitOfWork(engine), "Demo", tenant_id=DEMO_TENANT)
+            _key, secret = issue_api_key(
+                SqlUnitOfWork(engine), DEMO_TENANT, ["ledger:read", "ledger:write", "admin"]
+            )
+            typer.echo(
+                f"demo tenant {DEMO_TENANT} created; its API key (shown once):\n"
+                f"  {secret.reveal()}\n"
+                f"try: curl -H 'Authorization: Bearer {secret.reveal()}' {base}/v1/accounts"
+            )
+        typer.echo(f"API docs: {base}/docs")
+    finally:
+        engine.dispose()
+
+
+@app.command("serve")
+def serve(
+    database_url: DatabaseUrl = None,
+    host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes")] = 1,
+    demo: Annotated[bool, typer.Option(help="Create a demo tenant and key on first run")] = False,
+) -> None:
+    """Serve the HTTP API (uvicorn with uvloop and httptools)."""
+    import os
+
+    import uvicorn
+
+    url = database_url or database_url_from_env()
+    os.environ["SETTLE_DATABASE_URL"] = url  # each worker process builds its app from it
+    if demo:
+        _bootstrap_demo(url, host, port)
+    uvicorn.run(
+        "settle.api.app:create_app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=10,
+    )
