@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import random
@@ -35,9 +36,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from ledger import bench_database, log, percentile_ms, source_digest
+# This file is named http.py, which would shadow the standard library's http package for
+# everything imported after it (urllib, uvicorn...): take its folder off the path and load the
+# ledger benchmark's helpers by file instead.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+_spec = importlib.util.spec_from_file_location("settle_bench_ledger", _HERE / "ledger.py")
+assert _spec is not None
+assert _spec.loader is not None
+_ledger = sys.modules["settle_bench_ledger"] = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_ledger)
+bench_database, log = _ledger.bench_database, _ledger.log
+percentile_ms, source_digest = _ledger.percentile_ms, _ledger.source_digest
 
 AMOUNT_MIN, AMOUNT_MAX = 100, 10_000
 OPENING = 10_000_000  # each wallet's funding: refusals stay rare
@@ -241,6 +251,28 @@ async def load(args: argparse.Namespace, host: str, port: int, key: str) -> dict
     }
 
 
+def writer_figures(url: str) -> dict[str, Any]:
+    """The ledger writer's batches during the run, from the server's /metrics."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:  # noqa: S310
+        text = response.read().decode()
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("settle_ledger_batch_transfers_count", "settle_ledger_batch_transfers_sum",
+                    "settle_ledger_commit_seconds_sum"):  # fmt: skip
+            values[name] = float(value)
+    batches = values.get("settle_ledger_batch_transfers_count", 0)
+    if not batches:
+        return {"db_batches": 0}
+    return {
+        "db_batches": int(batches),
+        "observed_batch_size_mean": round(values["settle_ledger_batch_transfers_sum"] / batches, 1),
+        "commit_mean_ms": round(values["settle_ledger_commit_seconds_sum"] / batches * 1000, 2),
+    }
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="a running server; default: start one")
@@ -282,6 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             url, key, _db = started
             parts = urlsplit(url)
             report = _run(load(args, "127.0.0.1", parts.port or 80, key))
+            report.update(writer_figures(url))
             report["server"] = "started here"
             report["engine"] = "postgresql" if db.startswith("postgresql") else "sqlite"
             report["workers"] = args.workers

@@ -197,10 +197,9 @@ class SqlBatchCommitter:
                     # Someone else moved this tenant's ledger: redo the batch under lock.
                     return self._apply_locked(d, prepared.units).results, True
             applied = prepared.applied
-            if applied.stored is not None and stored_receipts(d, prepared.units) != applied.stored:
-                # An idempotency key was stored meanwhile (writers store them under the
-                # chain head too, but not every such write moves it): redo under lock.
-                return self._apply_locked(d, prepared.units).results, True
+            # Idempotency keys are not re-read here: one stored since the batch was prepared
+            # makes its INSERT violate the primary key, the transaction rolls back, and the
+            # engine redoes the batch under lock (_apply_locked reads the keys under it).
             # No lock on the accounts themselves: every writer of a tenant's accounts (this
             # committer, opening, freezing or closing one) holds the tenant's chain head first,
             # so the head lock taken above already serialises them, and the equal head proves
