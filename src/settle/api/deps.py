@@ -19,7 +19,12 @@ def get_state(request: Request) -> AppState:
     return state
 
 
-StateDep = Annotated[AppState, Depends(get_state)]
+async def _state(request: Request) -> AppState:
+    # async: FastAPI runs a plain function dependency on a worker thread, a hop per request.
+    return get_state(request)
+
+
+StateDep = Annotated[AppState, Depends(_state)]
 
 
 def _bearer(request: Request) -> str | None:

@@ -3,9 +3,10 @@ the last-resort 500 (as a problem, with nothing of the failure's data in it or i
 
 from __future__ import annotations
 
+import itertools
 import re
+import secrets
 import time
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -129,6 +130,11 @@ class RequestMiddleware:
         return status
 
 
+# Request ids: a random per-process prefix and a counter (no system call per request).
+_ID_PREFIX = f"req_{secrets.token_hex(8)}"
+_ids = itertools.count(1)
+
+
 def _request_id(scope: Scope) -> str:
     for name, value in scope.get("headers", ()):
         if name == b"x-request-id":
@@ -136,7 +142,7 @@ def _request_id(scope: Scope) -> str:
             if _CLIENT_REQUEST_ID.match(text):
                 return text
             break
-    return f"req_{uuid.uuid4().hex}"
+    return f"{_ID_PREFIX}{next(_ids):012x}"
 
 
 def _declared_length(scope: Scope) -> int:
