@@ -21,6 +21,7 @@ from settle.api.schemas import (
     BalancePublic,
     StatementPublic,
 )
+from settle.clock import from_micros
 from settle.errors import ValidationError
 from settle.ledger.errors import AccountNotFoundError
 from settle.ledger.model import Account, AccountStatus, AccountType, NewAccount
@@ -148,7 +149,7 @@ def get_balance(
         "object": "balance",
         "account_id": account_id,
         "currency": account.currency,
-        "as_of": as_of,
+        "as_of": None if at is None else from_micros(at),  # in UTC, whatever the offset given
         "balances": balances_json(balances, normal),
         "rolled_up": None if rolled is None else balances_json(rolled, normal),
     }

@@ -134,7 +134,8 @@ async def _write_one(
     "",
     status_code=201,
     response_model=TransferPublic,
-    responses={200: {"description": "The transfer existed already (same id and content)"},
+    responses={200: {"model": TransferPublic,
+                     "description": "The transfer existed already (same id and content)"},
                **_DOCUMENTED},
 )  # fmt: skip
 async def create_transfer(
