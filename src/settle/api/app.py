@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from settle.api.metrics import Metrics
 from settle.api.middleware import RequestMiddleware
+from settle.api.openapi import install_openapi
 from settle.api.problems import install_problem_handlers
 from settle.api.routers import accounts, events, health, transfers
 from settle.api.settings import Settings
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     app.state.settle = state
     app.state.maintenance = maintenance
     install_problem_handlers(app)
+    install_openapi(app)
     for module in (accounts, transfers, events, health):
         app.include_router(module.router)
     app.add_middleware(RequestMiddleware, settings=settings, metrics=metrics)

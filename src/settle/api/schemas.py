@@ -6,11 +6,19 @@ upper-case ISO 4217 codes, timestamps RFC 3339 in UTC, ids UUIDs.
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+)
 
 from settle.ledger.model import MAX_AMOUNT, AccountStatus, AccountType, Side
 from settle.money import Currency
@@ -27,13 +35,16 @@ __all__ = [
     "PostPendingCreate",
     "PostingCreate",
     "PostingPublic",
+    "ProblemPublic",
     "ReverseCreate",
     "StatementEntryPublic",
     "StatementPublic",
     "TransferBatchCreate",
     "TransferBatchPublic",
     "TransferCreate",
+    "TransferPostingsCreate",
     "TransferPublic",
+    "TransferShorthandCreate",
     "TransfersPublic",
     "VoidCreate",
 ]
@@ -53,10 +64,34 @@ def _no_nul(text: str) -> str:
     return text
 
 
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+def _rfc3339_only(value: object) -> object:
+    # Pydantic would also read numbers (and dates without a zone) as moments.
+    if isinstance(value, datetime):
+        if value.utcoffset() is None:
+            raise ValueError("timestamps need a time zone")
+        return value
+    if not isinstance(value, str) or not _RFC3339.match(value):
+        raise ValueError("timestamps are RFC 3339 with a time zone, e.g. 2026-12-01T10:00:00Z")
+    return value
+
+
+Rfc3339 = Annotated[
+    datetime,
+    BeforeValidator(_rfc3339_only),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": _RFC3339.pattern}),
+]
+
 Amount = Annotated[int, Field(strict=True, gt=0, le=MAX_AMOUNT)]
 NonNegativeAmount = Annotated[int, Field(strict=True, ge=0, le=MAX_AMOUNT)]
+CURRENCY_SCHEMA = {"type": "string", "enum": list(Currency.codes()), "examples": ["USD"]}
 CurrencyCode = Annotated[
-    str, Field(pattern=r"^[A-Z]{3}$", examples=["USD"]), AfterValidator(_known_currency)
+    str,
+    Field(pattern=r"^[A-Z]{3}$"),
+    AfterValidator(_known_currency),
+    WithJsonSchema(CURRENCY_SCHEMA),
 ]
 Text = Annotated[str, Field(max_length=1000), AfterValidator(_no_nul)]
 Metadata = Annotated[
@@ -175,39 +210,35 @@ class PostingCreate(_In):
     currency: CurrencyCode
 
 
-class TransferCreate(_In):
-    """A transfer: the shorthand (``debit_account_id``, ``credit_account_id``, ``amount``,
-    ``currency``) or two or more ``postings``."""
-
+class _TransferFields(_In):
     id: uuid.UUID | None = Field(
         None, description="Optional client-chosen id; derived from the Idempotency-Key if absent."
     )
-    debit_account_id: uuid.UUID | None = None
-    credit_account_id: uuid.UUID | None = None
-    amount: Amount | None = None
-    currency: CurrencyCode | None = None
-    postings: Annotated[list[PostingCreate], Field(min_length=2, max_length=64)] | None = None
     pending: Annotated[bool, Field(strict=True)] = False
-    timeout_seconds: Annotated[int, Field(strict=True, gt=0, le=10 * 365 * 86400)] | None = None
+    timeout_seconds: Annotated[int, Field(strict=True, gt=0, le=10 * 365 * 86400)] | None = Field(
+        None, description="For a pending transfer: expire it after this many seconds."
+    )
     description: Text = ""
     metadata: Metadata = Field(default_factory=dict)
-    effective_at: datetime | None = None
+    effective_at: Rfc3339 | None = None
 
-    @model_validator(mode="after")
-    def _one_shape(self) -> TransferCreate:
-        shorthand = (self.debit_account_id, self.credit_account_id, self.amount, self.currency)
-        if self.postings is not None:
-            if any(v is not None for v in shorthand):
-                raise ValueError("give either postings or the shorthand fields, not both")
-        elif any(v is None for v in shorthand):
-            raise ValueError(
-                "give postings, or all of debit_account_id, credit_account_id, amount, currency"
-            )
-        if self.timeout_seconds is not None and not self.pending:
-            raise ValueError("timeout_seconds is only for pending transfers")
-        if self.effective_at is not None and self.effective_at.utcoffset() is None:
-            raise ValueError("effective_at needs a time zone (RFC 3339)")
-        return self
+
+class TransferShorthandCreate(_TransferFields):
+    """The common two-line transfer: debit one account, credit another, the same amount."""
+
+    debit_account_id: uuid.UUID
+    credit_account_id: uuid.UUID
+    amount: Amount
+    currency: CurrencyCode
+
+
+class TransferPostingsCreate(_TransferFields):
+    """A transfer of two or more postings, balanced per currency."""
+
+    postings: Annotated[list[PostingCreate], Field(min_length=2, max_length=64)]
+
+
+TransferCreate = TransferShorthandCreate | TransferPostingsCreate
 
 
 class TransferBatchCreate(_In):
@@ -300,3 +331,20 @@ class EventPublic(_Out):
 class EventsPublic(_Out):
     data: list[EventPublic]
     has_more: bool
+
+
+# ---- errors --------------------------------------------------------------------------------
+
+
+class ProblemPublic(_Out):
+    """An RFC 9457 problem (``application/problem+json``); ``code`` is the stable part."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(examples=["https://settle.dev/errors#insufficient_funds"])
+    title: str
+    status: int
+    detail: str
+    code: str = Field(description="Stable error code, one of docs/errors.md")
+    param: str | None = Field(None, description="The field at fault, if one is")
+    request_id: str | None = Field(description="Also the response's X-Request-Id header")

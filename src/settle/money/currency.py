@@ -36,6 +36,11 @@ class Currency:
         """
         return _currency(code)
 
+    @staticmethod
+    def codes() -> tuple[str, ...]:
+        """Every code :meth:`of` accepts, sorted."""
+        return _codes()
+
     def __str__(self) -> str:
         return self.code
 
@@ -58,3 +63,8 @@ def _currency(code: str) -> Currency:
         # Funds and metals (XAU, XDR...) have no minor unit: they cannot be held in minor units.
         raise UnknownCurrencyError(f"{code} has no minor unit in ISO 4217", param="currency")
     return Currency(code=data.code, exponent=int(exponent), name=str(data.currency_name))
+
+
+@cache
+def _codes() -> tuple[str, ...]:
+    return tuple(sorted(c.code for c in iso4217.Currency if c.exponent is not None))

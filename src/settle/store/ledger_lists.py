@@ -39,11 +39,14 @@ class FeedEvent:
 def _keyset(
     stmt: sa.Select[Any], key: Any, after: Any, before: Any, limit: int
 ) -> tuple[sa.Select[Any], bool]:
-    """Order ``stmt`` by ``key`` after / before a cursor; True if the page is read backwards."""
-    if before is not None:
-        return stmt.where(key < before).order_by(key.desc()).limit(limit + 1), True
+    """Order ``stmt`` by ``key`` after and/or before cursors; True if the page is read backwards
+    (only ``before``: the page that ends at it). With both, the first page between them."""
     if after is not None:
         stmt = stmt.where(key > after)
+    if before is not None:
+        stmt = stmt.where(key < before)
+        if after is None:
+            return stmt.order_by(key.desc()).limit(limit + 1), True
     return stmt.order_by(key).limit(limit + 1), False
 
 
@@ -121,14 +124,15 @@ def statement_page(
     if end is not None:
         stmt = stmt.where(P.c.created_at < end)
     key = sa.tuple_(P.c.seq, P.c.idx)
+    if after is not None:
+        stmt = stmt.where(key > after)
     if before is not None:
-        stmt = stmt.where(key < before).order_by(P.c.seq.desc(), P.c.idx.desc())
-        backwards = True
+        stmt = stmt.where(key < before)
+    backwards = before is not None and after is None
+    if backwards:
+        stmt = stmt.order_by(P.c.seq.desc(), P.c.idx.desc())
     else:
-        if after is not None:
-            stmt = stmt.where(key > after)
         stmt = stmt.order_by(P.c.seq, P.c.idx)
-        backwards = False
     rows, has_more = _page(list(repo.conn.execute(stmt.limit(limit + 1))), limit, backwards)
     return Page([posting_from_row(r) for r in rows], has_more)
 

@@ -220,7 +220,7 @@ class SqlLedgerRepository:
         starting_after: uuid.UUID | None = None,
         ending_before: uuid.UUID | None = None,
     ) -> Page[Account]:
-        """Accounts in id order, ``limit`` at a time, after or before a cursor id."""
+        """Accounts in id order, ``limit`` at a time, after and/or before cursor ids."""
         stmt = sa.select(A).where(A.c.tenant_id == tenant_id)
         for column, value in (
             (A.c.currency, query.currency),
@@ -238,16 +238,17 @@ class SqlLedgerRepository:
                 # json_each compares the key as data: no JSON-path quoting to get wrong.
                 entries = sa.func.json_each(A.c.metadata).table_valued("key", "value")
                 stmt = stmt.where(sa.exists().where(entries.c.key == key, entries.c.value == value))
+        # With both cursors: the first page between them.
+        if starting_after is not None:
+            stmt = stmt.where(A.c.id > starting_after)
         if ending_before is not None:
-            stmt = stmt.where(A.c.id < ending_before).order_by(A.c.id.desc())
-        else:
-            if starting_after is not None:
-                stmt = stmt.where(A.c.id > starting_after)
-            stmt = stmt.order_by(A.c.id)
+            stmt = stmt.where(A.c.id < ending_before)
+        backwards = ending_before is not None and starting_after is None
+        stmt = stmt.order_by(A.c.id.desc() if backwards else A.c.id)
         rows = list(self.conn.execute(stmt.limit(limit + 1)))
         has_more = len(rows) > limit
         accounts = [_account(r) for r in rows[:limit]]
-        if ending_before is not None:
+        if backwards:
             accounts.reverse()
         return Page(accounts, has_more)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -12,17 +11,18 @@ from starlette.responses import Response
 from settle.api.deps import ReadPrincipal, StateDep, WritePrincipal
 from settle.api.idempotency import JSON, KeyedDep, idempotent_call
 from settle.api.render import account_json, balances_json, dump, statement_entry_json
-from settle.api.routers.common import Limit, micros_or_none, seq_cursor
+from settle.api.routers.common import STATEMENT_CURSOR, Limit, micros_or_none, seq_cursor
 from settle.api.schemas import (
+    CURRENCY_SCHEMA,
     AccountCreate,
     AccountPublic,
     AccountsPublic,
     AccountUpdate,
     BalancePublic,
+    Rfc3339,
     StatementPublic,
 )
 from settle.clock import from_micros
-from settle.errors import ValidationError
 from settle.ledger.errors import AccountNotFoundError
 from settle.ledger.model import Account, AccountStatus, AccountType, NewAccount
 from settle.ledger.service import open_account, update_account
@@ -72,7 +72,9 @@ def list_accounts(
     limit: Limit = 10,
     starting_after: uuid.UUID | None = None,
     ending_before: uuid.UUID | None = None,
-    currency: Annotated[str | None, Query(pattern=r"^[A-Z]{3}$")] = None,
+    currency: Annotated[
+        str | None, Query(pattern=r"^[A-Z]{3}$", json_schema_extra=CURRENCY_SCHEMA)
+    ] = None,
     type: AccountType | None = None,
     parent_id: uuid.UUID | None = None,
     status: AccountStatus | None = None,
@@ -82,10 +84,6 @@ def list_accounts(
     for name, value in request.query_params.multi_items():
         if name.startswith("metadata[") and name.endswith("]") and len(name) > 10:
             metadata[name[9:-1]] = value
-    if starting_after is not None and ending_before is not None:
-        raise ValidationError(
-            "give starting_after or ending_before, not both", param="ending_before"
-        )
     query = AccountQuery(
         currency=currency,
         type=None if type is None else type.value,
@@ -133,7 +131,7 @@ def get_balance(
     account_id: uuid.UUID,
     principal: ReadPrincipal,
     state: StateDep,
-    as_of: datetime | None = None,
+    as_of: Rfc3339 | None = None,
 ) -> Response:
     """The account's posted, pending and available balances, now or as of a moment."""
     at = micros_or_none(as_of, "as_of")
@@ -161,17 +159,14 @@ def get_statement(
     account_id: uuid.UUID,
     principal: ReadPrincipal,
     state: StateDep,
-    start: Annotated[datetime | None, Query(alias="from")] = None,
-    end: Annotated[datetime | None, Query(alias="to")] = None,
+    start: Annotated[Rfc3339 | None, Query(alias="from")] = None,
+    end: Annotated[Rfc3339 | None, Query(alias="to")] = None,
     limit: Limit = 10,
-    starting_after: Annotated[str | None, Query(max_length=40)] = None,
-    ending_before: Annotated[str | None, Query(max_length=40)] = None,
+    starting_after: Annotated[str | None, Query(pattern=STATEMENT_CURSOR)] = None,
+    ending_before: Annotated[str | None, Query(pattern=STATEMENT_CURSOR)] = None,
 ) -> Response:
-    """The account's postings in [from, to), each with the running balance after it."""
-    if starting_after is not None and ending_before is not None:
-        raise ValidationError(
-            "give starting_after or ending_before, not both", param="ending_before"
-        )
+    """The account's postings in [from, to), each with the running balance after it; with both
+    cursors, the entries between them."""
     tenant = principal.tenant_id
     with state.store.read() as repo:
         account = _found(repo.get_account(tenant, account_id), account_id)

@@ -10,7 +10,9 @@ from fastapi import Query
 from settle.clock import to_micros
 from settle.errors import ValidationError
 
-__all__ = ["Limit", "micros_or_none", "seq_cursor"]
+__all__ = ["STATEMENT_CURSOR", "Limit", "micros_or_none", "seq_cursor"]
+
+STATEMENT_CURSOR = r"^\d{1,18}\.\d{1,5}$"
 
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size, 1 to 100.")]
 

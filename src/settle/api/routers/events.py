@@ -53,7 +53,9 @@ def _event_json(e: FeedEvent) -> dict[str, Any]:
 def list_events(
     principal: ReadPrincipal,
     state: StateDep,
-    after: Annotated[str | None, Query(max_length=40, description="An event id")] = None,
+    after: Annotated[
+        str | None, Query(pattern=r"^evt_\d{1,18}$", description="An event id (evt_…)")
+    ] = None,
     limit: Limit = 10,
 ) -> Response:
     """Events in the order they were committed, after the event `after` (from the start if

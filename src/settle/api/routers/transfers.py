@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request
@@ -25,15 +24,16 @@ from settle.api.schemas import (
     PostingCreate,
     PostPendingCreate,
     ReverseCreate,
+    Rfc3339,
     TransferBatchCreate,
     TransferBatchPublic,
     TransferCreate,
+    TransferPostingsCreate,
     TransferPublic,
     TransfersPublic,
     VoidCreate,
 )
 from settle.api.state import AppState
-from settle.errors import ValidationError
 from settle.ledger.apply import TransferResult
 from settle.ledger.errors import ResultCode, TransferNotFoundError
 from settle.ledger.model import Side
@@ -65,18 +65,12 @@ def _postings(lines: Sequence[PostingCreate]) -> tuple[PostingRequest, ...]:
 
 
 def _spec(tenant: uuid.UUID, body: TransferCreate, transfer_id: uuid.UUID) -> TransferSpec:
-    if body.postings is not None:
+    if isinstance(body, TransferPostingsCreate):
         postings = _postings(body.postings)
     else:
-        debit, credit = body.debit_account_id, body.credit_account_id
-        amount, currency = body.amount, body.currency
-        if debit is None or credit is None or amount is None or currency is None:
-            raise ValidationError(
-                "incomplete shorthand transfer", param="amount"
-            )  # the schema's job
         postings = (
-            PostingRequest(debit, Side.DEBIT, amount, currency),
-            PostingRequest(credit, Side.CREDIT, amount, currency),
+            PostingRequest(body.debit_account_id, Side.DEBIT, body.amount, body.currency),
+            PostingRequest(body.credit_account_id, Side.CREDIT, body.amount, body.currency),
         )
     return TransferSpec(
         tenant,
@@ -175,17 +169,14 @@ def list_transfers(
     principal: ReadPrincipal,
     state: StateDep,
     account_id: uuid.UUID | None = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
+    created_after: Rfc3339 | None = None,
+    created_before: Rfc3339 | None = None,
     limit: Limit = 10,
     starting_after: uuid.UUID | None = None,
     ending_before: uuid.UUID | None = None,
 ) -> Response:
-    """Transfers in journal order; only those touching `account_id` if given."""
-    if starting_after is not None and ending_before is not None:
-        raise ValidationError(
-            "give starting_after or ending_before, not both", param="ending_before"
-        )
+    """Transfers in journal order; only those touching `account_id` if given. With both
+    cursors, the transfers between them."""
     tenant = principal.tenant_id
     start = micros_or_none(created_after, "created_after")
     end = micros_or_none(created_before, "created_before")
@@ -195,7 +186,7 @@ def list_transfers(
             if cursor is not None:
                 seq = transfer_seq(repo, tenant, cursor)
                 if seq is None:
-                    raise ValidationError(f"no transfer {cursor} to page from", param=name)
+                    raise TransferNotFoundError(f"no transfer {cursor} to page from", param=name)
                 cursors[name] = seq
         page = transfers_page(
             repo,
@@ -221,7 +212,10 @@ def get_transfer(transfer_id: uuid.UUID, principal: ReadPrincipal, state: StateD
 
 
 @router.post(
-    "/{transfer_id}/post", status_code=201, response_model=TransferPublic, responses=_DOCUMENTED
+    "/{transfer_id}/post",
+    status_code=201,
+    response_model=TransferPublic,
+    responses=_DOCUMENTED,
 )
 async def post_pending_transfer(
     request: Request,
@@ -247,7 +241,10 @@ async def post_pending_transfer(
 
 
 @router.post(
-    "/{transfer_id}/void", status_code=201, response_model=TransferPublic, responses=_DOCUMENTED
+    "/{transfer_id}/void",
+    status_code=201,
+    response_model=TransferPublic,
+    responses=_DOCUMENTED,
 )
 async def void_pending_transfer(
     request: Request,
@@ -271,7 +268,10 @@ async def void_pending_transfer(
 
 
 @router.post(
-    "/{transfer_id}/reverse", status_code=201, response_model=TransferPublic, responses=_DOCUMENTED
+    "/{transfer_id}/reverse",
+    status_code=201,
+    response_model=TransferPublic,
+    responses=_DOCUMENTED,
 )
 async def reverse_transfer(
     request: Request,
