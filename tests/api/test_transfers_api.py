@@ -227,7 +227,7 @@ async def test_a_three_line_hold_is_captured_line_by_line(api: Api) -> None:
     assert held.status_code == 201, held.text
     hold = held.json()
     path = f"/v1/transfers/{hold['id']}/post"
-    problem(await post(api, path, {"amount": 1_000}), 400, "invalid_postings")
+    problem(await post(api, path, {"amount": 1_000}), 422, "invalid_postings")
 
     def capture(wallet_amount: int, shop_amount: int, fee: int) -> dict[str, Any]:
         return {"postings": [
@@ -240,7 +240,7 @@ async def test_a_three_line_hold_is_captured_line_by_line(api: Api) -> None:
 
     problem(await post(api, path, capture(2_000, 1_940, 50)), 422, "unbalanced")
     problem(await post(api, path, capture(5_001, 4_851, 150)), 422, "amount_exceeds_pending")
-    problem(await post(api, path, {**capture(2_000, 1_940, 60), "amount": 2_000}), 400,
+    problem(await post(api, path, {**capture(2_000, 1_940, 60), "amount": 2_000}), 422,
             "invalid_postings")  # fmt: skip
     assert await balance_of(api, wallet) == balances(cp=10_000, dpe=5_000)
     captured = await post(api, path, capture(2_000, 1_940, 60))
@@ -540,7 +540,8 @@ async def test_list_transfers_all_by_account_and_by_creation_time(api: Api) -> N
     assert await listed(account_id=alice["id"]) == ([t1["id"], t3["id"]], False)
     assert await listed(account_id=bob["id"]) == ([t2["id"], t3["id"], t4["id"], t5["id"]], False)
     assert await listed(account_id=bank["id"], limit=2) == ([t1["id"], t2["id"]], True)
-    assert await listed(account_id=str(uuid.uuid4())) == ([], False)
+    unknown = await get(api, "/v1/transfers", {"account_id": str(uuid.uuid4())})
+    assert problem(unknown, 404, "account_not_found")["param"] == "account_id"
     # created_after and created_before are both exclusive.
     assert await listed(created_after=t2["created_at"]) == (every[2:], False)
     assert await listed(created_before=t2["created_at"]) == (every[:1], False)

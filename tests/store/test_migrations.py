@@ -155,8 +155,8 @@ def test_postgres_upgrades_to_head_and_back_to_0001_and_forward_again(
 def test_the_migrated_schema_is_exactly_the_declared_tables(db_url: str) -> None:
     """Alembic's autogenerate finds nothing to add or drop between the migrations (at head)
     and ``settle.store.tables``: the code's view of the schema is the database's."""
-    from alembic.autogenerate import compare_metadata  # noqa: PLC0415
-    from alembic.migration import MigrationContext  # noqa: PLC0415
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
 
     engine = create_db_engine(db_url)
     try:

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from settle.api.state import AppState
+from settle.errors import ValidationError
 from settle.security.model import Principal, Scope
 
-__all__ = ["AdminPrincipal", "ReadPrincipal", "StateDep", "WritePrincipal", "get_state"]
+__all__ = [
+    "AdminPrincipal",
+    "KnownQueryOnly",
+    "ReadPrincipal",
+    "StateDep",
+    "WritePrincipal",
+    "get_state",
+    "known_query_only",
+]
 
 
 def get_state(request: Request) -> AppState:
@@ -53,3 +62,39 @@ def _require(scope: Scope) -> Callable[[Request], Awaitable[Principal]]:
 ReadPrincipal = Annotated[Principal, Depends(_require(Scope.LEDGER_READ))]
 WritePrincipal = Annotated[Principal, Depends(_require(Scope.LEDGER_WRITE))]
 AdminPrincipal = Annotated[Principal, Depends(_require(Scope.ADMIN))]
+
+
+def _query_names(dependant: Any) -> frozenset[str]:
+    """The query parameters of a route and of every dependency it has."""
+    names: set[str] = set()
+    stack = [dependant]
+    while stack:
+        current = stack.pop()
+        names.update(p.alias for p in current.query_params)
+        stack.extend(current.dependencies)
+    return frozenset(names)
+
+
+# Routes that take a family of parameters by prefix (``metadata[key]=value``).
+_DYNAMIC_FILTERS = {"list_accounts": "metadata["}
+
+
+async def known_query_only(request: Request) -> None:
+    """Refuse query parameters the route does not take: a misspelt filter (``?curency=USD``)
+    must not quietly list everything."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    allowed: frozenset[str] | None = getattr(route, "settle_query_names", None)
+    if allowed is None:
+        allowed = _query_names(dependant)
+        route.settle_query_names = allowed  # type: ignore[union-attr]
+    dynamic = _DYNAMIC_FILTERS.get(getattr(route, "name", ""))
+    for name in request.query_params:
+        if name in allowed or (dynamic is not None and name.startswith(dynamic)):
+            continue
+        raise ValidationError(f"this route takes no query parameter {name!r}", param=name)
+
+
+KnownQueryOnly = Depends(known_query_only)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -84,8 +84,24 @@ class Keyed:
     fingerprint: bytes
 
 
-async def _keyed(request: Request, principal: WritePrincipal) -> Keyed:
-    key = parse_idempotency_key(request.headers.get("idempotency-key"))
+# Surrounding blanks are not part of a header value (RFC 9110 5.5): servers strip them.
+IDEMPOTENCY_KEY_PATTERN = r'^[ \t]*(?:[!#-~]{1,255}|"(?:[ !#-\[\]-~]|\\["\\]){1,255}")[ \t]*$'
+
+
+async def _keyed(
+    request: Request,
+    principal: WritePrincipal,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            pattern=IDEMPOTENCY_KEY_PATTERN,
+            description="Makes the request safe to retry: the same key and body replay the"
+            " first answer. 1 to 255 printable ASCII characters, bare or quoted.",
+        ),
+    ] = None,
+) -> Keyed:
+    key = parse_idempotency_key(idempotency_key)
     if key is None:
         return Keyed(principal.tenant_id, None, b"")
     body = await request.body()  # already read by FastAPI: served from its cache

@@ -74,6 +74,15 @@ class RequestMiddleware:
         try:
             if _declared_length(scope) > limit:
                 raise _BodyTooLarge
+            if _query_has_nul(scope):
+                # No parameter may hold NUL (PostgreSQL text cannot): refused before any route.
+                status = await self._problem(
+                    send_wrapper,
+                    request_id,
+                    "invalid_request",
+                    "query parameters may not contain NUL characters",
+                )
+                return
             await self.app(scope, receive_wrapper, send_wrapper)
         except _BodyTooLarge:
             if not response_started:
@@ -153,6 +162,11 @@ def _declared_length(scope: Scope) -> int:
             except ValueError:
                 return 0
     return 0
+
+
+def _query_has_nul(scope: Scope) -> bool:
+    query = bytes(scope.get("query_string", b""))
+    return b"%00" in query or b"\x00" in query
 
 
 def _route_of(scope: Scope) -> str:

@@ -7,6 +7,8 @@ result) and this module maps each stable ``code`` to an HTTP status, a title and
 
 from __future__ import annotations
 
+import re
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -70,6 +72,8 @@ _STATUS: Mapping[str, int] = {
     "not_reversible": 422,
     "linked_transfer_failed": 422,
     "invalid_parent_account": 422,
+    # An account definition whose fields contradict each other (a limit without a flag).
+    "invalid_account": 422,
     "idempotency_key_reused": 422,
     "internal_error": 500,
     "service_unavailable": 503,
@@ -102,9 +106,10 @@ def problem_body(
     param: str | None = None,
     type_base: str = "https://settle.dev/errors#",
     extra: Mapping[str, Any] | None = None,
+    status: int | None = None,
 ) -> tuple[int, bytes]:
-    """The status and JSON bytes of a problem with ``code``."""
-    status = status_for_code(code)
+    """The status and JSON bytes of a problem with ``code`` (its own status unless given)."""
+    status = status_for_code(code) if status is None else status
     body: dict[str, Any] = {
         "type": f"{type_base}{code}",
         "title": _TITLES.get(status, "Error"),
@@ -154,18 +159,67 @@ def _param_of(loc: Sequence[Any]) -> str | None:
     return out
 
 
+# A body that is a union of models (TransferShorthandCreate | TransferPostingsCreate) is
+# reported by pydantic once per member, each error's location naming its member's class.
+_MEMBER = re.compile(r"^[A-Z][A-Za-z0-9]*$")  # fields are snake_case
+_SHAPE = frozenset({"missing", "extra_forbidden"})
+
+
+def _member_of(loc: Sequence[Any]) -> int | None:
+    for i, part in enumerate(loc):
+        if isinstance(part, str) and _MEMBER.match(part) and (i == 0 or loc[i - 1] != "metadata"):
+            return i
+    return None
+
+
+def _closest_member(errors: list[Any]) -> list[Any]:
+    """The errors of the union member the request is closest to (the fewest of its own fields
+    missing or extra), without the member's name in their locations."""
+    members: dict[str, list[Any]] = {}
+    plain: list[Any] = []
+    for error in errors:
+        loc = tuple(error.get("loc", ()))
+        at = _member_of(loc)
+        if at is None:
+            plain.append(error)
+        else:
+            members.setdefault(loc[at], []).append({**error, "loc": loc[:at] + loc[at + 1 :]})
+    if not members:
+        return errors
+
+    def misfits(errs: list[Any]) -> int:
+        return sum(e.get("type") in _SHAPE for e in errs)
+
+    return plain + min(members.values(), key=lambda errs: (misfits(errs), len(errs)))
+
+
 def _validation_problem(exc: RequestValidationError) -> tuple[str, str, str | None]:
-    errors = list(exc.errors())
+    errors = _closest_member(list(exc.errors()))
     first = errors[0] if errors else {"type": "value_error", "loc": (), "msg": "invalid request"}
     kind = str(first.get("type", ""))
     loc = tuple(first.get("loc", ()))
     param = _param_of(loc)
+    if loc == ("body",) and isinstance(first.get("input"), bytes):
+        # FastAPI hands the raw bytes on only when the Content-Type is not JSON.
+        return (
+            api_errors.UnsupportedMediaTypeError.code,
+            "request bodies are JSON: send Content-Type: application/json",
+            None,
+        )
     if kind == "json_invalid":
         return api_errors.MalformedJsonError.code, "the request body is not valid JSON", None
+    if loc and loc[0] == "header" and str(loc[-1]).lower() == "idempotency-key":
+        return (
+            api_errors.InvalidIdempotencyKeyError.code,
+            "Idempotency-Key is 1 to 255 printable ASCII characters, bare or as a quoted string",
+            "Idempotency-Key",
+        )
     field = str(loc[-1]) if loc else ""
     message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
     where = param or "the request"
-    if field in ("amount", "overdraft_limit") or field.endswith("_amount"):
+    if kind == "missing":  # a field left out is not a bad amount or currency
+        code = "invalid_request"
+    elif field in ("amount", "overdraft_limit") or field.endswith("_amount"):
         code = ResultCode.INVALID_AMOUNT.value
         message = "amounts are JSON integers of minor units (no floats, strings or booleans)"
     elif field == "currency" or kind == "unknown_currency":
@@ -175,6 +229,36 @@ def _validation_problem(exc: RequestValidationError) -> tuple[str, str, str | No
         code = "invalid_request"
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return code, f"{where}: {message}{more}", param
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method the OpenAPI document gives the request's path. (Starlette's own Allow
+    header names only the first route's methods: PUT /v1/accounts said "POST", not "GET,
+    POST".) An id segment that is no UUID names no resource of its route, so
+    /v1/transfers/batch takes POST only, not the GET of /v1/transfers/{transfer_id}."""
+    table: list[tuple[re.Pattern[str], list[str]]] | None = getattr(
+        request.app.state, "allowed_methods", None
+    )
+    if table is None:
+        table = []
+        for template, operations in request.app.openapi().get("paths", {}).items():
+            source = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(template))
+            table.append((re.compile(f"^{source}$"), sorted(m.upper() for m in operations)))
+        request.app.state.allowed_methods = table
+    methods: set[str] = set()
+    for compiled, names in table:
+        match = compiled.match(request.url.path)
+        if match and all(_is_uuid(v) for k, v in match.groupdict().items() if k.endswith("_id")):
+            methods.update(names)
+    return ", ".join(sorted(methods))
+
+
+def _is_uuid(value: object) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -187,6 +271,17 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for it only
+        if any(tuple(e.get("loc", ()))[:1] == ("path",) for e in exc.errors()):
+            # An id segment that is no UUID: when the path is another route's, this method
+            # is what is wrong (GET /v1/transfers/batch: 405, Allow: POST); else the id (400).
+            allowed = _allowed_methods(request)
+            if allowed:
+                return problem_response(
+                    request,
+                    api_errors.MethodNotAllowedError.code,
+                    f"{request.method} is not allowed on {request.url.path}",
+                    headers={"Allow": allowed},
+                )
         code, detail, param = _validation_problem(exc)
         return problem_response(request, code, detail, param=param)
 
@@ -201,7 +296,13 @@ def install_problem_handlers(app: FastAPI) -> None:
                 request,
                 api_errors.MethodNotAllowedError.code,
                 f"{request.method} is not allowed on {request.url.path}",
-                headers=exc.headers,
+                headers={"Allow": _allowed_methods(request)},
+            )
+        if exc.status_code == 400:  # FastAPI could not decode the body (e.g. not UTF-8)
+            return problem_response(
+                request,
+                api_errors.MalformedJsonError.code,
+                "the request body is not valid JSON (UTF-8)",
             )
         code = {413: "payload_too_large", 415: "unsupported_media_type"}.get(
             exc.status_code, "invalid_request"
@@ -216,11 +317,17 @@ def install_problem_handlers(app: FastAPI) -> None:
 def result_problem(
     request: Request, code: ResultCode, detail: str | None, *, param: str | None = None
 ) -> tuple[int, bytes]:
-    """A refused transfer result as a problem (status and bytes, for storing and sending)."""
+    """A refused transfer result as a problem (status and bytes, for storing and sending).
+
+    The ledger checked a well-formed request, so a refusal is 422, except for what does not
+    exist (404) and conflicts with the current state (409).
+    """
+    status = status_for_code(code.value)
     return problem_body(
         code.value,
         detail or code.value.replace("_", " "),
         request_id=request_id_of(request),
         param=param,
         type_base=request.app.state.settle.settings.problem_type_base,
+        status=status if status in (404, 409) else 422,
     )

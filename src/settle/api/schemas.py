@@ -19,9 +19,10 @@ from pydantic import (
     Field,
     WithJsonSchema,
 )
+from pydantic_core import PydanticCustomError
 
 from settle.ledger.model import MAX_AMOUNT, AccountStatus, AccountType, Side
-from settle.money import Currency
+from settle.money import Currency, UnknownCurrencyError
 
 __all__ = [
     "AccountCreate",
@@ -53,7 +54,11 @@ MAX_BATCH = 8190
 
 
 def _known_currency(code: str) -> str:
-    Currency.of(code)  # raises UnknownCurrencyError, mapped to unknown_currency
+    try:
+        Currency.of(code)
+    except UnknownCurrencyError as exc:
+        # A pydantic error keeps the field's location (postings[0].currency) for `param`.
+        raise PydanticCustomError("unknown_currency", exc.detail) from None
     return code
 
 
@@ -93,13 +98,32 @@ CurrencyCode = Annotated[
     AfterValidator(_known_currency),
     WithJsonSchema(CURRENCY_SCHEMA),
 ]
-Text = Annotated[str, Field(max_length=1000), AfterValidator(_no_nul)]
+# PostgreSQL text cannot hold NUL: the schema says so, and the validator enforces it.
+NO_NUL = r"^[^\x00]*$"
+Text = Annotated[str, Field(max_length=1000, pattern=NO_NUL), AfterValidator(_no_nul)]
+_METADATA_SCHEMA = {
+    "type": "object",
+    "maxProperties": 50,
+    "propertyNames": {"minLength": 1, "maxLength": 40, "pattern": NO_NUL},
+    "additionalProperties": {"type": "string", "maxLength": 500, "pattern": NO_NUL},
+    "description": "Up to 50 string keys (1-40 chars) and string values (up to 500 chars).",
+}
 Metadata = Annotated[
     dict[
         Annotated[str, Field(min_length=1, max_length=40), AfterValidator(_no_nul)],
         Annotated[str, Field(max_length=500), AfterValidator(_no_nul)],
     ],
-    Field(max_length=50, description="Up to 50 string keys (40 chars) and values (500 chars)."),
+    Field(max_length=50),
+    # Pydantic would render the key rule as patternProperties, leaving other keys unchecked.
+    WithJsonSchema(_METADATA_SCHEMA),
+]
+
+
+AccountCode = Annotated[
+    str, Field(min_length=1, max_length=128, pattern=NO_NUL), AfterValidator(_no_nul)
+]
+AccountName = Annotated[
+    str, Field(min_length=1, max_length=256, pattern=NO_NUL), AfterValidator(_no_nul)
 ]
 
 
@@ -116,8 +140,12 @@ class _Out(BaseModel):
 
 class AccountCreate(_In):
     id: uuid.UUID | None = Field(None, description="Optional client-chosen id (idempotent).")
-    code: Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_no_nul)]
-    name: Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_no_nul)]
+    code: Annotated[
+        str, Field(min_length=1, max_length=128, pattern=NO_NUL), AfterValidator(_no_nul)
+    ]
+    name: Annotated[
+        str, Field(min_length=1, max_length=256, pattern=NO_NUL), AfterValidator(_no_nul)
+    ]
     type: AccountType
     currency: CurrencyCode
     parent_id: uuid.UUID | None = None
@@ -128,7 +156,10 @@ class AccountCreate(_In):
 
 
 class AccountUpdate(_In):
-    name: Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_no_nul)] | None = None
+    name: (
+        Annotated[str, Field(min_length=1, max_length=256, pattern=NO_NUL), AfterValidator(_no_nul)]
+        | None
+    ) = None
     metadata: Metadata | None = None
     status: AccountStatus | None = None
 

@@ -27,7 +27,8 @@ __all__ = [
 
 _ALPHABET = string.ascii_letters + string.digits
 _SECRET_LENGTH = 32
-KEY_PATTERN = re.compile(r"^sk_(test|live)_[A-Za-z0-9]{32}$")
+# \Z, not $: "$" also matches before a trailing newline.
+KEY_PATTERN = re.compile(r"^sk_(test|live)_[A-Za-z0-9]{32}\Z")
 # "sk_test_" plus eight characters of the secret: enough to tell keys apart, far too few to guess.
 PREFIX_LENGTH = 16
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from settle.errors import SettleError
 from settle.store import tables
 from settle.store.uow import SqlUnitOfWork
 
@@ -120,7 +121,7 @@ def store_response(
     """
     with engine.connect() as conn:
         insert = postgresql.insert(I) if conn.dialect.name == "postgresql" else sqlite.insert(I)
-        conn.execute(
+        inserted = conn.execute(
             insert.values(
                 tenant_id=tenant_id,
                 key=key,
@@ -129,10 +130,11 @@ def store_response(
                 body=response.body,
                 created_at=response.created_at,
             ).on_conflict_do_nothing()
-        )
-        stored = find_stored_response(conn, tenant_id, key)
+        ).rowcount
+        # Only when the insert was skipped did another request store the key first.
+        stored = None if inserted else find_stored_response(conn, tenant_id, key)
         conn.commit()
-    return stored or response
+    return response if stored is None else stored
 
 
 def run_idempotent(
@@ -150,7 +152,8 @@ def run_idempotent(
     ``uow.commit()`` is held back until the answer is stored beside the effect. Returns the
     answer and whether it is a replay (the key was used first by a concurrent request, whose
     effect stands and whose answer is returned; this one's effect is rolled back).
-    Errors raised by ``effect`` roll everything back and store nothing.
+    Errors raised by ``effect`` roll everything back and store nothing (unless a concurrent
+    request stored the key meanwhile: then its answer is the replay).
     """
     uow = _HeldUnitOfWork(engine, clock)
     with uow:
@@ -158,7 +161,17 @@ def run_idempotent(
         existing = find_stored_response(uow.connection, tenant_id, key)
         if existing is not None:
             return existing, True
-        value = effect(uow)
+        try:
+            value = effect(uow)
+        except SettleError:
+            # A concurrent request with this key may have won the race (on PostgreSQL both can
+            # miss the read above): its effect is what this one's refuses to repeat, e.g. a
+            # taken account code. Under the tenant's lock its answer is visible; it stands.
+            uow.ledger.lock_tenant(tenant_id)
+            existing = find_stored_response(uow.connection, tenant_id, key)
+            if existing is not None:
+                return existing, True
+            raise
         # Under the tenant's chain head, as every writer of its idempotency keys.
         uow.ledger.lock_tenant(tenant_id)
         existing = find_stored_response(uow.connection, tenant_id, key)

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from settle.api.deps import ReadPrincipal, StateDep, WritePrincipal
+from settle.api.deps import KnownQueryOnly, ReadPrincipal, StateDep, WritePrincipal
 from settle.api.idempotency import JSON, KeyedDep, idempotent_call
 from settle.api.render import account_json, balances_json, dump, statement_entry_json
 from settle.api.routers.common import STATEMENT_CURSOR, Limit, micros_or_none, seq_cursor
@@ -30,7 +30,7 @@ from settle.store.ledger_lists import statement_page
 from settle.store.ledger_repo import AccountQuery
 from settle.store.uow import SqlUnitOfWork
 
-router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
+router = APIRouter(prefix="/v1/accounts", tags=["accounts"], dependencies=[KnownQueryOnly])
 
 
 def _found(account: Account | None, account_id: uuid.UUID) -> Account:
@@ -39,7 +39,12 @@ def _found(account: Account | None, account_id: uuid.UUID) -> Account:
     return account
 
 
-@router.post("", status_code=201, response_model=AccountPublic)
+@router.post(
+    "",
+    status_code=201,
+    response_model=AccountPublic,
+    responses={200: {"model": AccountPublic, "description": "It existed (same id and fields)"}},
+)
 async def create_account(
     body: AccountCreate, principal: WritePrincipal, keyed: KeyedDep, state: StateDep
 ) -> Response:
@@ -58,10 +63,16 @@ async def create_account(
         metadata=body.metadata,
     )
 
+    started = from_micros(state.clock())
+
     def effect(uow: SqlUnitOfWork) -> Account:
         return open_account(uow, cmd)
 
-    return await idempotent_call(state, keyed, effect, lambda a: (201, dump(account_json(a))))
+    def render(account: Account) -> tuple[int, bytes]:
+        # 200: the client's id named an account opened before this request, with these fields.
+        return 201 if account.created_at >= started else 200, dump(account_json(account))
+
+    return await idempotent_call(state, keyed, effect, render)
 
 
 @router.get("", response_model=AccountsPublic)

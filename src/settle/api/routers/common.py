@@ -12,7 +12,7 @@ from settle.errors import ValidationError
 
 __all__ = ["STATEMENT_CURSOR", "Limit", "micros_or_none", "seq_cursor"]
 
-STATEMENT_CURSOR = r"^\d{1,18}\.\d{1,5}$"
+STATEMENT_CURSOR = r"^\d{1,18}\.\d{1,4}$"  # a transfer has at most 64 postings
 
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size, 1 to 100.")]
 
@@ -30,6 +30,6 @@ def seq_cursor(cursor: str | None, param: str) -> tuple[int, int] | None:
     if cursor is None:
         return None
     seq, dot, index = cursor.partition(".")
-    if dot and seq.isdigit() and index.isdigit() and len(seq) <= 18 and len(index) <= 5:
+    if dot and seq.isdigit() and index.isdigit() and len(seq) <= 18 and len(index) <= 4:
         return int(seq), int(index)
     raise ValidationError("not a cursor this API issued", param=param)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
-from settle.api.deps import ReadPrincipal, StateDep
+from settle.api.deps import KnownQueryOnly, ReadPrincipal, StateDep
 from settle.api.idempotency import JSON
 from settle.api.render import dump, transfer_json
 from settle.api.routers.common import Limit
@@ -16,7 +16,7 @@ from settle.clock import from_micros
 from settle.errors import ValidationError
 from settle.store.ledger_lists import FeedEvent, events_page
 
-router = APIRouter(prefix="/v1/events", tags=["events"])
+router = APIRouter(prefix="/v1/events", tags=["events"], dependencies=[KnownQueryOnly])
 
 _PREFIX = "evt_"
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Request
 from starlette.responses import Response
 
-from settle.api.deps import ReadPrincipal, StateDep, WritePrincipal
+from settle.api.deps import KnownQueryOnly, ReadPrincipal, StateDep, WritePrincipal
 from settle.api.idempotency import (
     JSON,
     Keyed,
@@ -35,7 +35,7 @@ from settle.api.schemas import (
 )
 from settle.api.state import AppState
 from settle.ledger.apply import TransferResult
-from settle.ledger.errors import ResultCode, TransferNotFoundError
+from settle.ledger.errors import AccountNotFoundError, ResultCode, TransferNotFoundError
 from settle.ledger.model import Side
 from settle.ledger.requests import (
     PostingRequest,
@@ -48,12 +48,16 @@ from settle.ledger.requests import (
 from settle.store.idempotency import TransferLookup
 from settle.store.ledger_lists import transfer_seq, transfers_page
 
-router = APIRouter(prefix="/v1/transfers", tags=["transfers"])
+router = APIRouter(prefix="/v1/transfers", tags=["transfers"], dependencies=[KnownQueryOnly])
 
 _REFUSALS: dict[str, Any] = {
     "description": "A ledger rule refused it (`insufficient_funds`, `currency_mismatch`...)"
 }
+_EXISTED: dict[int | str, dict[str, Any]] = {
+    200: {"model": TransferPublic, "description": "It existed already (same id and content)"}
+}
 _DOCUMENTED: dict[int | str, dict[str, Any]] = {
+    **_EXISTED,
     404: {"description": "An account or pending transfer that does not exist"},
     409: {"description": "A state conflict (`pending_already_posted`, `already_reversed`...)"},
     422: _REFUSALS,
@@ -128,10 +132,8 @@ async def _write_one(
     "",
     status_code=201,
     response_model=TransferPublic,
-    responses={200: {"model": TransferPublic,
-                     "description": "The transfer existed already (same id and content)"},
-               **_DOCUMENTED},
-)  # fmt: skip
+    responses=_DOCUMENTED,
+)
 async def create_transfer(
     request: Request,
     body: TransferCreate,
@@ -181,6 +183,8 @@ def list_transfers(
     start = micros_or_none(created_after, "created_after")
     end = micros_or_none(created_before, "created_before")
     with state.store.read() as repo:
+        if account_id is not None and repo.get_account(tenant, account_id) is None:
+            raise AccountNotFoundError(f"account {account_id} not found", param="account_id")
         cursors = {}
         for name, cursor in (("starting_after", starting_after), ("ending_before", ending_before)):
             if cursor is not None:
