@@ -19,13 +19,15 @@ from fastapi import Depends, Header, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from settle.api.deps import StateDep, WritePrincipal
+from settle.api.deps import authenticate, get_state
 from settle.api.errors import (
     IdempotencyKeyInFlightError,
     IdempotencyKeyReusedError,
     InvalidIdempotencyKeyError,
 )
 from settle.api.problems import PROBLEM_JSON
+from settle.api.state import AppState
+from settle.security.model import Scope
 from settle.store.idempotency import (
     Receipt,
     StoredResponse,
@@ -35,7 +37,6 @@ from settle.store.idempotency import (
 )
 
 if TYPE_CHECKING:
-    from settle.api.state import AppState
     from settle.ledger.apply import TransferResult
     from settle.ledger.requests import TransferRequest
     from settle.store.uow import SqlUnitOfWork
@@ -77,8 +78,10 @@ def parse_idempotency_key(header: str | None) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class Keyed:
-    """A write request as idempotency sees it: whose, which key, and its fingerprint."""
+    """A write request as idempotency sees it: whose, which key, and its fingerprint (and the
+    app state the route works on)."""
 
+    state: AppState
     tenant_id: uuid.UUID
     key: str | None
     fingerprint: bytes
@@ -90,7 +93,6 @@ IDEMPOTENCY_KEY_PATTERN = r'^[ \t]*(?:[!#-~]{1,255}|"(?:[ !#-\[\]-~]|\\["\\]){1,
 
 async def _keyed(
     request: Request,
-    principal: WritePrincipal,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -101,15 +103,18 @@ async def _keyed(
         ),
     ] = None,
 ) -> Keyed:
+    # The caller too, in this one dependency (see settle.api.deps.authenticate).
+    principal = await authenticate(request, Scope.LEDGER_WRITE)
+    state = get_state(request)
     key = parse_idempotency_key(idempotency_key)
     if key is None:
-        return Keyed(principal.tenant_id, None, b"")
+        return Keyed(state, principal.tenant_id, None, b"")
     body = await request.body()  # already read by FastAPI: served from its cache
     digest = hashlib.sha256()
     for part in (request.method.encode(), request.url.path.encode(), body):
         digest.update(len(part).to_bytes(8, "big"))
         digest.update(part)
-    return Keyed(principal.tenant_id, key, digest.digest())
+    return Keyed(state, principal.tenant_id, key, digest.digest())
 
 
 KeyedDep = Annotated[Keyed, Depends(_keyed)]
@@ -140,8 +145,8 @@ def _replay(stored: StoredResponse, keyed: Keyed) -> Response:
 class _Claim:
     """This process's claim on a key while its request runs (released on exit)."""
 
-    def __init__(self, state: AppState, keyed: Keyed) -> None:
-        self.state, self.keyed = state, keyed
+    def __init__(self, keyed: Keyed) -> None:
+        self.state, self.keyed = keyed.state, keyed
 
     def __enter__(self) -> None:
         k = self.keyed
@@ -165,7 +170,6 @@ class _Claim:
 
 
 async def idempotent_ledger_write(
-    state: StateDep,
     keyed: Keyed,
     requests: Sequence[TransferRequest],
     *,
@@ -179,7 +183,8 @@ async def idempotent_ledger_write(
     None (the transfer existed already: nothing moved), ``render_after`` reads and answers,
     and that answer is stored on its own.
     """
-    with _Claim(state, keyed):
+    state = keyed.state
+    with _Claim(keyed):
         receipt = Receipt(keyed.tenant_id, keyed.key, keyed.fingerprint, render)
         future = state.store.writer.submit_future(requests, atomic=atomic, receipt=receipt)
         results = await asyncio.wrap_future(future)
@@ -204,13 +209,13 @@ async def idempotent_ledger_write(
 
 
 async def idempotent_call(
-    state: AppState,
     keyed: Keyed,
     effect: Callable[[SqlUnitOfWork], _T],
     render: Callable[[_T], tuple[int, bytes]],
 ) -> Response:
     """Run a service call (not a ledger batch) with its idempotency record, in one transaction."""
-    with _Claim(state, keyed):
+    state = keyed.state
+    with _Claim(keyed):
         if keyed.key is None:
 
             def plain() -> tuple[int, bytes]:

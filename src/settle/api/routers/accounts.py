@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from settle.api.deps import KnownQueryOnly, ReadPrincipal, StateDep, WritePrincipal
+from settle.api.deps import ReadCaller, WriteCaller
 from settle.api.idempotency import JSON, KeyedDep, idempotent_call
 from settle.api.render import account_json, balances_json, dump, statement_entry_json
 from settle.api.routers.common import STATEMENT_CURSOR, Limit, micros_or_none, seq_cursor
@@ -30,7 +30,7 @@ from settle.store.ledger_lists import statement_page
 from settle.store.ledger_repo import AccountQuery
 from settle.store.uow import SqlUnitOfWork
 
-router = APIRouter(prefix="/v1/accounts", tags=["accounts"], dependencies=[KnownQueryOnly])
+router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
 
 
 def _found(account: Account | None, account_id: uuid.UUID) -> Account:
@@ -45,12 +45,10 @@ def _found(account: Account | None, account_id: uuid.UUID) -> Account:
     response_model=AccountPublic,
     responses={200: {"model": AccountPublic, "description": "It existed (same id and fields)"}},
 )
-async def create_account(
-    body: AccountCreate, principal: WritePrincipal, keyed: KeyedDep, state: StateDep
-) -> Response:
+async def create_account(body: AccountCreate, keyed: KeyedDep) -> Response:
     """Open an account. With a client-chosen `id`, repeating the request returns the account."""
     cmd = NewAccount(
-        tenant_id=principal.tenant_id,
+        tenant_id=keyed.tenant_id,
         code=body.code,
         name=body.name,
         type=body.type,
@@ -63,7 +61,7 @@ async def create_account(
         metadata=body.metadata,
     )
 
-    started = from_micros(state.clock())
+    started = from_micros(keyed.state.clock())
 
     def effect(uow: SqlUnitOfWork) -> Account:
         return open_account(uow, cmd)
@@ -72,14 +70,13 @@ async def create_account(
         # 200: the client's id named an account opened before this request, with these fields.
         return 201 if account.created_at >= started else 200, dump(account_json(account))
 
-    return await idempotent_call(state, keyed, effect, render)
+    return await idempotent_call(keyed, effect, render)
 
 
 @router.get("", response_model=AccountsPublic)
 def list_accounts(
     request: Request,
-    principal: ReadPrincipal,
-    state: StateDep,
+    caller: ReadCaller,
     limit: Limit = 10,
     starting_after: uuid.UUID | None = None,
     ending_before: uuid.UUID | None = None,
@@ -102,9 +99,9 @@ def list_accounts(
         status=None if status is None else status.value,
         metadata=metadata or None,
     )
-    with state.store.read() as repo:
+    with caller.state.store.read() as repo:
         page = repo.list_accounts(
-            principal.tenant_id,
+            caller.tenant_id,
             query,
             limit=limit,
             starting_after=starting_after,
@@ -115,20 +112,18 @@ def list_accounts(
 
 
 @router.get("/{account_id}", response_model=AccountPublic)
-def get_account(account_id: uuid.UUID, principal: ReadPrincipal, state: StateDep) -> Response:
-    with state.store.read() as repo:
-        account = _found(repo.get_account(principal.tenant_id, account_id), account_id)
+def get_account(account_id: uuid.UUID, caller: ReadCaller) -> Response:
+    with caller.state.store.read() as repo:
+        account = _found(repo.get_account(caller.tenant_id, account_id), account_id)
     return Response(dump(account_json(account)), media_type=JSON)
 
 
 @router.patch("/{account_id}", response_model=AccountPublic)
-def patch_account(
-    account_id: uuid.UUID, body: AccountUpdate, principal: WritePrincipal, state: StateDep
-) -> Response:
+def patch_account(account_id: uuid.UUID, body: AccountUpdate, caller: WriteCaller) -> Response:
     """Rename, re-tag, freeze, unfreeze or close (only when empty) an account."""
     account = update_account(
-        state.store.uow(),
-        principal.tenant_id,
+        caller.state.store.uow(),
+        caller.tenant_id,
         account_id,
         name=body.name,
         metadata=body.metadata,
@@ -140,14 +135,13 @@ def patch_account(
 @router.get("/{account_id}/balance", response_model=BalancePublic)
 def get_balance(
     account_id: uuid.UUID,
-    principal: ReadPrincipal,
-    state: StateDep,
+    caller: ReadCaller,
     as_of: Rfc3339 | None = None,
 ) -> Response:
     """The account's posted, pending and available balances, now or as of a moment."""
     at = micros_or_none(as_of, "as_of")
-    tenant = principal.tenant_id
-    with state.store.read() as repo:
+    tenant = caller.tenant_id
+    with caller.state.store.read() as repo:
         account = _found(repo.get_account(tenant, account_id), account_id)
         normal = account.normal_side
         if at is None:
@@ -168,8 +162,7 @@ def get_balance(
 @router.get("/{account_id}/statement", response_model=StatementPublic)
 def get_statement(
     account_id: uuid.UUID,
-    principal: ReadPrincipal,
-    state: StateDep,
+    caller: ReadCaller,
     start: Annotated[Rfc3339 | None, Query(alias="from")] = None,
     end: Annotated[Rfc3339 | None, Query(alias="to")] = None,
     limit: Limit = 10,
@@ -178,8 +171,8 @@ def get_statement(
 ) -> Response:
     """The account's postings in [from, to), each with the running balance after it; with both
     cursors, the entries between them."""
-    tenant = principal.tenant_id
-    with state.store.read() as repo:
+    tenant = caller.tenant_id
+    with caller.state.store.read() as repo:
         account = _found(repo.get_account(tenant, account_id), account_id)
         page = statement_page(
             repo,

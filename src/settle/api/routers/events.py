@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
-from settle.api.deps import KnownQueryOnly, ReadPrincipal, StateDep
+from settle.api.deps import ReadCaller
 from settle.api.idempotency import JSON
 from settle.api.render import dump, transfer_json
 from settle.api.routers.common import Limit
@@ -16,7 +16,7 @@ from settle.clock import from_micros
 from settle.errors import ValidationError
 from settle.store.ledger_lists import FeedEvent, events_page
 
-router = APIRouter(prefix="/v1/events", tags=["events"], dependencies=[KnownQueryOnly])
+router = APIRouter(prefix="/v1/events", tags=["events"])
 
 _PREFIX = "evt_"
 
@@ -51,8 +51,7 @@ def _event_json(e: FeedEvent) -> dict[str, Any]:
 
 @router.get("", response_model=EventsPublic)
 def list_events(
-    principal: ReadPrincipal,
-    state: StateDep,
+    caller: ReadCaller,
     after: Annotated[
         str | None, Query(pattern=r"^evt_\d{1,18}$", description="An event id (evt_…)")
     ] = None,
@@ -60,7 +59,7 @@ def list_events(
 ) -> Response:
     """Events in the order they were committed, after the event `after` (from the start if
     absent). A consumer stores the last id it processed and resumes from it after an outage."""
-    with state.store.read() as repo:
-        page = events_page(repo, principal.tenant_id, after_seq=_after(after), limit=limit)
+    with caller.state.store.read() as repo:
+        page = events_page(repo, caller.tenant_id, after_seq=_after(after), limit=limit)
     body = {"data": [_event_json(e) for e in page.data], "has_more": page.has_more}
     return Response(dump(body), media_type=JSON)

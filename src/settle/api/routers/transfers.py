@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Request
 from starlette.responses import Response
 
-from settle.api.deps import KnownQueryOnly, ReadPrincipal, StateDep, WritePrincipal
+from settle.api.deps import ReadCaller
 from settle.api.idempotency import (
     JSON,
     Keyed,
@@ -33,7 +33,6 @@ from settle.api.schemas import (
     TransfersPublic,
     VoidCreate,
 )
-from settle.api.state import AppState
 from settle.ledger.apply import TransferResult
 from settle.ledger.errors import AccountNotFoundError, ResultCode, TransferNotFoundError
 from settle.ledger.model import Side
@@ -48,7 +47,7 @@ from settle.ledger.requests import (
 from settle.store.idempotency import TransferLookup
 from settle.store.ledger_lists import transfer_seq, transfers_page
 
-router = APIRouter(prefix="/v1/transfers", tags=["transfers"], dependencies=[KnownQueryOnly])
+router = APIRouter(prefix="/v1/transfers", tags=["transfers"])
 
 _REFUSALS: dict[str, Any] = {
     "description": "A ledger rule refused it (`insufficient_funds`, `currency_mismatch`...)"
@@ -89,7 +88,7 @@ def _spec(tenant: uuid.UUID, body: TransferCreate, transfer_id: uuid.UUID) -> Tr
 
 
 def _one_transfer(
-    request: Request, state: AppState, keyed: Keyed
+    request: Request, keyed: Keyed
 ) -> tuple[
     Callable[[Sequence[TransferResult], TransferLookup], tuple[int, bytes] | None],
     Callable[[Sequence[TransferResult]], tuple[int, bytes]],
@@ -110,7 +109,7 @@ def _one_transfer(
         return result_problem(request, result.code, result.detail)
 
     def after(results: Sequence[TransferResult]) -> tuple[int, bytes]:
-        with state.store.read() as repo:
+        with keyed.state.store.read() as repo:
             existing = repo.get_transfer(keyed.tenant_id, results[0].id)
         if existing is None:
             raise RuntimeError(f"transfer {results[0].id} reported as existing is not there")
@@ -119,13 +118,9 @@ def _one_transfer(
     return in_batch, after
 
 
-async def _write_one(
-    request: Request, state: AppState, keyed: Keyed, transfer: TransferRequest
-) -> Response:
-    render, after = _one_transfer(request, state, keyed)
-    return await idempotent_ledger_write(
-        state, keyed, [transfer], render=render, render_after=after
-    )
+async def _write_one(request: Request, keyed: Keyed, transfer: TransferRequest) -> Response:
+    render, after = _one_transfer(request, keyed)
+    return await idempotent_ledger_write(keyed, [transfer], render=render, render_after=after)
 
 
 @router.post(
@@ -137,22 +132,18 @@ async def _write_one(
 async def create_transfer(
     request: Request,
     body: TransferCreate,
-    principal: WritePrincipal,
     keyed: KeyedDep,
-    state: StateDep,
 ) -> Response:
     """Post a transfer at once, or hold it as `pending` (optionally with a timeout)."""
     transfer_id = body.id or derived_id(keyed)
-    return await _write_one(request, state, keyed, _spec(principal.tenant_id, body, transfer_id))
+    return await _write_one(request, keyed, _spec(keyed.tenant_id, body, transfer_id))
 
 
 @router.post("/batch", response_model=TransferBatchPublic)
-async def create_transfer_batch(
-    body: TransferBatchCreate, principal: WritePrincipal, keyed: KeyedDep, state: StateDep
-) -> Response:
+async def create_transfer_batch(body: TransferBatchCreate, keyed: KeyedDep) -> Response:
     """Up to 8,190 transfers in one commit, one result each, in order. With `atomic`, all
     succeed or none does (the others report `linked_transfer_failed`)."""
-    tenant = principal.tenant_id
+    tenant = keyed.tenant_id
     specs = [_spec(tenant, t, t.id or derived_id(keyed, i)) for i, t in enumerate(body.transfers)]
 
     def in_batch(results: Sequence[TransferResult], _lookup: TransferLookup) -> tuple[int, bytes]:
@@ -162,14 +153,13 @@ async def create_transfer_batch(
         return in_batch(results, lambda _id: None)
 
     return await idempotent_ledger_write(
-        state, keyed, specs, atomic=body.atomic, render=in_batch, render_after=after
+        keyed, specs, atomic=body.atomic, render=in_batch, render_after=after
     )
 
 
 @router.get("", response_model=TransfersPublic)
 def list_transfers(
-    principal: ReadPrincipal,
-    state: StateDep,
+    caller: ReadCaller,
     account_id: uuid.UUID | None = None,
     created_after: Rfc3339 | None = None,
     created_before: Rfc3339 | None = None,
@@ -179,10 +169,10 @@ def list_transfers(
 ) -> Response:
     """Transfers in journal order; only those touching `account_id` if given. With both
     cursors, the transfers between them."""
-    tenant = principal.tenant_id
+    tenant = caller.tenant_id
     start = micros_or_none(created_after, "created_after")
     end = micros_or_none(created_before, "created_before")
-    with state.store.read() as repo:
+    with caller.state.store.read() as repo:
         if account_id is not None and repo.get_account(tenant, account_id) is None:
             raise AccountNotFoundError(f"account {account_id} not found", param="account_id")
         cursors = {}
@@ -207,9 +197,9 @@ def list_transfers(
 
 
 @router.get("/{transfer_id}", response_model=TransferPublic)
-def get_transfer(transfer_id: uuid.UUID, principal: ReadPrincipal, state: StateDep) -> Response:
-    with state.store.read() as repo:
-        transfer = repo.get_transfer(principal.tenant_id, transfer_id)
+def get_transfer(transfer_id: uuid.UUID, caller: ReadCaller) -> Response:
+    with caller.state.store.read() as repo:
+        transfer = repo.get_transfer(caller.tenant_id, transfer_id)
     if transfer is None:
         raise TransferNotFoundError(f"transfer {transfer_id} not found", param="id")
     return Response(dump(transfer_json(transfer)), media_type=JSON)
@@ -224,16 +214,14 @@ def get_transfer(transfer_id: uuid.UUID, principal: ReadPrincipal, state: StateD
 async def post_pending_transfer(
     request: Request,
     transfer_id: uuid.UUID,
-    principal: WritePrincipal,
     keyed: KeyedDep,
-    state: StateDep,
     body: Annotated[PostPendingCreate | None, Body()] = None,
 ) -> Response:
     """Post a pending transfer in full, or for a smaller `amount` (the rest is released).
     Answers the new `post_pending` transfer."""
     body = body or PostPendingCreate()
     request_ = PostPending(
-        principal.tenant_id,
+        keyed.tenant_id,
         body.id or derived_id(keyed),
         transfer_id,
         body.amount,
@@ -241,7 +229,7 @@ async def post_pending_transfer(
         body.description,
         body.metadata,
     )
-    return await _write_one(request, state, keyed, request_)
+    return await _write_one(request, keyed, request_)
 
 
 @router.post(
@@ -253,22 +241,20 @@ async def post_pending_transfer(
 async def void_pending_transfer(
     request: Request,
     transfer_id: uuid.UUID,
-    principal: WritePrincipal,
     keyed: KeyedDep,
-    state: StateDep,
     body: Annotated[VoidCreate | None, Body()] = None,
 ) -> Response:
     """Release a pending transfer without posting anything. Answers the `void_pending`
     transfer."""
     body = body or VoidCreate()
     void = VoidPending(
-        principal.tenant_id,
+        keyed.tenant_id,
         body.id or derived_id(keyed),
         transfer_id,
         body.description,
         body.metadata,
     )
-    return await _write_one(request, state, keyed, void)
+    return await _write_one(request, keyed, void)
 
 
 @router.post(
@@ -280,18 +266,16 @@ async def void_pending_transfer(
 async def reverse_transfer(
     request: Request,
     transfer_id: uuid.UUID,
-    principal: WritePrincipal,
     keyed: KeyedDep,
-    state: StateDep,
     body: Annotated[ReverseCreate | None, Body()] = None,
 ) -> Response:
     """Undo a posted transfer with a new transfer that mirrors its postings."""
     body = body or ReverseCreate()
     reversal = ReverseTransfer(
-        principal.tenant_id,
+        keyed.tenant_id,
         body.id or derived_id(keyed),
         transfer_id,
         body.description,
         body.metadata,
     )
-    return await _write_one(request, state, keyed, reversal)
+    return await _write_one(request, keyed, reversal)
