@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from types import TracebackType
-from typing import TYPE_CHECKING, Protocol, Self
+from typing import TYPE_CHECKING, Protocol
+
+from settle.ports import UnitOfWork
 
 if TYPE_CHECKING:
     from settle.ledger.model import Account, AccountStatus, Transfer
@@ -49,19 +50,6 @@ class LedgerRepository(Protocol):
         ...
 
 
-class LedgerUnitOfWork(Protocol):
+class LedgerUnitOfWork(UnitOfWork, Protocol):
     @property
     def ledger(self) -> LedgerRepository: ...
-
-    def __enter__(self) -> Self: ...
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
-
-    def commit(self) -> None: ...
-
-    def now(self) -> int: ...

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from types import TracebackType
-from typing import TYPE_CHECKING, Protocol, Self
+from typing import TYPE_CHECKING, Protocol
+
+from settle.ports import UnitOfWork
 
 if TYPE_CHECKING:
     from settle.security.model import ApiKey, Tenant
@@ -33,19 +34,6 @@ class SecurityRepository(Protocol):
         ...
 
 
-class SecurityUnitOfWork(Protocol):
+class SecurityUnitOfWork(UnitOfWork, Protocol):
     @property
     def security(self) -> SecurityRepository: ...
-
-    def __enter__(self) -> Self: ...
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
-
-    def commit(self) -> None: ...
-
-    def now(self) -> int: ...

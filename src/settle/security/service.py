@@ -148,30 +148,33 @@ class ApiKeyAuthenticator:
         self._lock = threading.Lock()
 
     def authenticate(self, presented: str | None) -> Principal:
-        """The caller behind ``presented`` (the bearer token).
+        """The caller behind ``presented`` (the bearer token), looked up if not cached.
 
         Raises:
             InvalidApiKeyError: missing, malformed, unknown or revoked.
         """
-        if not presented or not KEY_PATTERN.match(presented):
-            raise InvalidApiKeyError("a valid API key is required: Authorization: Bearer sk_…")
-        digest = hash_secret_key(presented)
+        found = self.cached_principal(presented)
+        if found is not None:
+            return found
+        digest = self._digest(presented)
         now = self._clock()
-        cached = self._cache.get(digest)
+        key = self._lookup(digest)
+        if len(self._cache) >= self._max_entries:
+            self._cache.clear()
+        self._cache[digest] = (now + self._ttl, key)
+        return self._principal(key, now)
+
+    def cached_principal(self, presented: str | None) -> Principal | None:
+        """The caller from the cache alone (no I/O); None when a lookup is needed.
+
+        Raises:
+            InvalidApiKeyError: malformed, or cached as unknown or revoked.
+        """
+        cached = self._cache.get(self._digest(presented))
+        now = self._clock()
         if cached is None or cached[0] <= now:
-            key = self._lookup(digest)
-            if len(self._cache) >= self._max_entries:
-                self._cache.clear()
-            self._cache[digest] = (now + self._ttl, key)
-        else:
-            key = cached[1]
-        if key is None or key.revoked_at is not None:
-            raise InvalidApiKeyError("a valid API key is required: Authorization: Bearer sk_…")
-        if now - self._touched.get(key.id, 0) >= self._touch_every:
-            with self._lock:
-                self._touched[key.id] = now
-                self._uses[key.id] = now
-        return Principal(key.tenant_id, key.id, key.scopes, key.mode)
+            return None
+        return self._principal(cached[1], now)
 
     def is_cached(self, presented: str | None) -> bool:
         """Whether :meth:`authenticate` can answer without a lookup (no I/O)."""
@@ -179,6 +182,21 @@ class ApiKeyAuthenticator:
             return True
         cached = self._cache.get(hash_secret_key(presented))
         return cached is not None and cached[0] > self._clock()
+
+    @staticmethod
+    def _digest(presented: str | None) -> bytes:
+        if not presented or not KEY_PATTERN.match(presented):
+            raise InvalidApiKeyError("a valid API key is required: Authorization: Bearer sk_…")
+        return hash_secret_key(presented)
+
+    def _principal(self, key: ApiKey | None, now: int) -> Principal:
+        if key is None or key.revoked_at is not None:
+            raise InvalidApiKeyError("a valid API key is required: Authorization: Bearer sk_…")
+        if now - self._touched.get(key.id, 0) >= self._touch_every:
+            with self._lock:
+                self._touched[key.id] = now
+                self._uses[key.id] = now
+        return Principal(key.tenant_id, key.id, key.scopes, key.mode)
 
     def forget(self) -> None:
         """Drop every cached lookup (after a revocation in this process)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body, Request
 from starlette.responses import Response
@@ -48,6 +48,7 @@ from settle.store.idempotency import TransferLookup
 from settle.store.ledger_lists import transfer_seq, transfers_page
 
 router = APIRouter(prefix="/v1/transfers", tags=["transfers"])
+_Route = TypeVar("_Route", bound=Callable[..., Any])
 
 _REFUSALS: dict[str, Any] = {
     "description": "A ledger rule refused it (`insufficient_funds`, `currency_mismatch`...)"
@@ -205,12 +206,17 @@ def get_transfer(transfer_id: uuid.UUID, caller: ReadCaller) -> Response:
     return Response(dump(transfer_json(transfer)), media_type=JSON)
 
 
-@router.post(
-    "/{transfer_id}/post",
-    status_code=201,
-    response_model=TransferPublic,
-    responses=_DOCUMENTED,
-)
+def _follow_up(verb: str) -> Callable[[_Route], _Route]:
+    """The route of a transfer that follows up an earlier one (post, void, reverse)."""
+    return router.post(
+        f"/{{transfer_id}}/{verb}",
+        status_code=201,
+        response_model=TransferPublic,
+        responses=_DOCUMENTED,
+    )
+
+
+@_follow_up("post")
 async def post_pending_transfer(
     request: Request,
     transfer_id: uuid.UUID,
@@ -232,12 +238,7 @@ async def post_pending_transfer(
     return await _write_one(request, keyed, request_)
 
 
-@router.post(
-    "/{transfer_id}/void",
-    status_code=201,
-    response_model=TransferPublic,
-    responses=_DOCUMENTED,
-)
+@_follow_up("void")
 async def void_pending_transfer(
     request: Request,
     transfer_id: uuid.UUID,
@@ -257,12 +258,7 @@ async def void_pending_transfer(
     return await _write_one(request, keyed, void)
 
 
-@router.post(
-    "/{transfer_id}/reverse",
-    status_code=201,
-    response_model=TransferPublic,
-    responses=_DOCUMENTED,
-)
+@_follow_up("reverse")
 async def reverse_transfer(
     request: Request,
     transfer_id: uuid.UUID,
