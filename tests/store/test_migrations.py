@@ -14,7 +14,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from settle.store import tables
+from settle.store import schema, tables
 from settle.store.db import (
     create_db_engine,
     downgrade_database,
@@ -165,7 +165,7 @@ def test_the_migrated_schema_is_exactly_the_declared_tables(db_url: str) -> None
                 conn, opts={"compare_type": False, "compare_server_default": False}
             )
             diff = [
-                d for d in compare_metadata(context, tables.metadata)
+                d for d in compare_metadata(context, schema.metadata)
                 if not (isinstance(d, tuple) and d[0] == "remove_table"
                         and d[1].name == "alembic_version")
             ]  # fmt: skip

@@ -82,6 +82,9 @@ def _caller(scope: Scope) -> Callable[[Request], Awaitable[Caller]]:
 
 ReadCaller = Annotated[Caller, Depends(_caller(Scope.LEDGER_READ))]
 WriteCaller = Annotated[Caller, Depends(_caller(Scope.LEDGER_WRITE))]
+PaymentsReadCaller = Annotated[Caller, Depends(_caller(Scope.PAYMENTS_READ))]
+PaymentsWriteCaller = Annotated[Caller, Depends(_caller(Scope.PAYMENTS_WRITE))]
+WebhooksCaller = Annotated[Caller, Depends(_caller(Scope.WEBHOOKS_MANAGE))]
 
 
 def _query_names(dependant: Any) -> frozenset[str]:

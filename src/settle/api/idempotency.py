@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 __all__ = [
     "Keyed",
     "KeyedDep",
+    "PaymentsKeyedDep",
+    "WebhooksKeyedDep",
     "derived_id",
     "idempotent_call",
     "idempotent_ledger_write",
@@ -91,33 +93,41 @@ class Keyed:
 IDEMPOTENCY_KEY_PATTERN = r'^[ \t]*(?:[!#-~]{1,255}|"(?:[ !#-\[\]-~]|\\["\\]){1,255}")[ \t]*$'
 
 
-async def _keyed(
-    request: Request,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias="Idempotency-Key",
-            pattern=IDEMPOTENCY_KEY_PATTERN,
-            description="Makes the request safe to retry: the same key and body replay the"
-            " first answer. 1 to 255 printable ASCII characters, bare or quoted.",
-        ),
-    ] = None,
-) -> Keyed:
-    # The caller too, in this one dependency (see settle.api.deps.authenticate).
-    principal = await authenticate(request, Scope.LEDGER_WRITE)
-    state = get_state(request)
-    key = parse_idempotency_key(idempotency_key)
-    if key is None:
-        return Keyed(state, principal.tenant_id, None, b"")
-    body = await request.body()  # already read by FastAPI: served from its cache
-    digest = hashlib.sha256()
-    for part in (request.method.encode(), request.url.path.encode(), body):
-        digest.update(len(part).to_bytes(8, "big"))
-        digest.update(part)
-    return Keyed(state, principal.tenant_id, key, digest.digest())
+def _keyed_with(scope: Scope) -> Callable[..., Awaitable[Keyed]]:
+    """The dependency of a keyed write that needs ``scope``."""
+
+    async def keyed(
+        request: Request,
+        idempotency_key: Annotated[
+            str | None,
+            Header(
+                alias="Idempotency-Key",
+                pattern=IDEMPOTENCY_KEY_PATTERN,
+                description="Makes the request safe to retry: the same key and body replay the"
+                " first answer. 1 to 255 printable ASCII characters, bare or quoted.",
+            ),
+        ] = None,
+    ) -> Keyed:
+        # The caller too, in this one dependency (see settle.api.deps.authenticate).
+        principal = await authenticate(request, scope)
+        state = get_state(request)
+        key = parse_idempotency_key(idempotency_key)
+        if key is None:
+            return Keyed(state, principal.tenant_id, None, b"")
+        body = await request.body()  # already read by FastAPI: served from its cache
+        digest = hashlib.sha256()
+        for part in (request.method.encode(), request.url.path.encode(), body):
+            digest.update(len(part).to_bytes(8, "big"))
+            digest.update(part)
+        return Keyed(state, principal.tenant_id, key, digest.digest())
+
+    keyed.__name__ = f"keyed_with_{scope.name.lower()}"
+    return keyed
 
 
-KeyedDep = Annotated[Keyed, Depends(_keyed)]
+KeyedDep = Annotated[Keyed, Depends(_keyed_with(Scope.LEDGER_WRITE))]
+PaymentsKeyedDep = Annotated[Keyed, Depends(_keyed_with(Scope.PAYMENTS_WRITE))]
+WebhooksKeyedDep = Annotated[Keyed, Depends(_keyed_with(Scope.WEBHOOKS_MANAGE))]
 
 
 def derived_id(keyed: Keyed, index: int = 0) -> uuid.UUID:

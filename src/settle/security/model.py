@@ -22,6 +22,9 @@ class Scope(StrEnum):
 
     LEDGER_READ = "ledger:read"  # read accounts, balances, statements, transfers and events
     LEDGER_WRITE = "ledger:write"  # open and change accounts, move money
+    PAYMENTS_READ = "payments:read"  # read payment intents, refunds and their attempts
+    PAYMENTS_WRITE = "payments:write"  # create, confirm, capture and cancel payments; refund
+    WEBHOOKS_MANAGE = "webhooks:manage"  # manage webhook endpoints, read and retry deliveries
     ADMIN = "admin"  # everything, including managing the tenant's keys
 
 
