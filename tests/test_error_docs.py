@@ -25,7 +25,16 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
 # Alembic's env.py runs migrations when imported; migrations define no errors.
 SKIPPED_PACKAGES = ("settle.store.migrations",)
 # Bases that are never raised themselves, so clients never see their codes.
-ABSTRACT_CODES = frozenset({"settle_error", "ledger_error", "security_error", "api_error"})
+ABSTRACT_CODES = frozenset(
+    {
+        "settle_error",
+        "ledger_error",
+        "security_error",
+        "api_error",
+        "webhook_error",
+        "payments_error",
+    }
+)
 
 
 def _skipped(name: str) -> bool:

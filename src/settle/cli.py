@@ -23,6 +23,7 @@ from settle.ledger.service import expire_pending, open_account
 from settle.money import Currency, Money
 from settle.security.keys import KeyMode
 from settle.security.service import create_tenant, issue_api_key, revoke_api_key
+from settle.simulator.cli import simulate_app
 from settle.store.db import create_db_engine, database_url_from_env, upgrade_database
 from settle.store.ledger_store import LedgerStore
 from settle.store.ledger_verify import verify_ledger
@@ -41,6 +42,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(keys_app, name="keys")
+app.add_typer(simulate_app, name="simulate")
 
 DatabaseUrl = Annotated[
     str | None,
@@ -356,14 +358,24 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to bind")] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes")] = 1,
     demo: Annotated[bool, typer.Option(help="Create a demo tenant and key on first run")] = False,
+    embedded_worker: Annotated[
+        bool,
+        typer.Option(
+            "--embedded-worker/--no-embedded-worker",
+            help="Run the job worker and webhook deliveries in the server's processes",
+        ),
+    ] = True,
 ) -> None:
-    """Serve the HTTP API (uvicorn with uvloop and httptools)."""
+    """Serve the HTTP API (uvicorn with uvloop and httptools); by default with the worker in
+    process, so that one command runs the whole platform."""
     import os
 
     import uvicorn
 
     url = database_url or database_url_from_env()
     os.environ["SETTLE_DATABASE_URL"] = url  # each worker process builds its app from it
+    flag = "1" if embedded_worker else "0"
+    os.environ["SETTLE_EMBEDDED_WORKER"] = os.environ["SETTLE_WEBHOOK_DELIVERY"] = flag
     if demo:
         _bootstrap_demo(url, host, port)
     uvicorn.run(
@@ -378,3 +390,33 @@ def serve(
         log_level="warning",
         timeout_graceful_shutdown=10,
     )
+
+
+@app.command("worker")
+def worker(database_url: DatabaseUrl = None) -> None:
+    """Run the background worker (payments' jobs, webhook deliveries, maintenance) until
+    interrupted. Run several for more throughput: they share the work through leases."""
+    import signal
+    import threading
+
+    from settle.api.settings import Settings
+    from settle.logs import configure_logging
+    from settle.worker.platform import Worker
+
+    settings = Settings.from_env()
+    configure_logging(settings.log_level)
+    running = Worker(
+        database_url or settings.database_url,
+        settings.payments,
+        webhooks_allow_private=settings.webhook_allow_private,
+        webhooks_timeout=settings.webhook_timeout_seconds,
+        maintenance_seconds=settings.maintenance_seconds,
+        retention_seconds=settings.idempotency_retention_seconds,
+    )
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    running.start()
+    typer.echo("worker running; Ctrl-C stops it")
+    stopping.wait()
+    running.stop()

@@ -39,6 +39,22 @@ API_PATHS = {
     "/healthz",
     "/readyz",
     "/metrics",
+    "/v1/payment_intents",
+    "/v1/payment_intents/{intent_id}",
+    "/v1/payment_intents/{intent_id}/confirm",
+    "/v1/payment_intents/{intent_id}/capture",
+    "/v1/payment_intents/{intent_id}/cancel",
+    "/v1/refunds",
+    "/v1/refunds/{refund_id}",
+    "/v1/jobs",
+    "/v1/jobs/{job_id}",
+    "/v1/jobs/{job_id}/retry",
+    "/v1/processor_notifications/{processor}",
+    "/v1/webhook_endpoints",
+    "/v1/webhook_endpoints/{endpoint_id}",
+    "/v1/webhook_endpoints/{endpoint_id}/rotate_secret",
+    "/v1/webhook_endpoints/{endpoint_id}/deliveries",
+    "/v1/webhook_endpoints/{endpoint_id}/deliveries/{delivery_id}/retry",
 }
 
 

@@ -16,7 +16,17 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from settle.api import Settings, create_app
-from settle.api.routers import accounts, events, health, transfers
+from settle.api.routers import (
+    accounts,
+    events,
+    health,
+    jobs,
+    payment_intents,
+    processor_notifications,
+    refunds,
+    transfers,
+    webhook_endpoints,
+)
 from settle.api.schemas import (
     AccountPublic,
     AccountsPublic,
@@ -271,6 +281,31 @@ ROUTES = {
     ("get", "/healthz"): {"200": None},
     ("get", "/readyz"): {"200": None},
     ("get", "/metrics"): {"200": None},
+    ("post", "/v1/payment_intents"): {"201": "PaymentIntentPublic"},
+    ("get", "/v1/payment_intents"): {"200": "PaymentIntentsPublic"},
+    ("get", "/v1/payment_intents/{intent_id}"): {"200": "PaymentIntentPublic"},
+    ("post", "/v1/payment_intents/{intent_id}/confirm"): {"200": "PaymentIntentPublic"},
+    ("post", "/v1/payment_intents/{intent_id}/capture"): {"200": "PaymentIntentPublic"},
+    ("post", "/v1/payment_intents/{intent_id}/cancel"): {"200": "PaymentIntentPublic"},
+    ("post", "/v1/refunds"): {"201": "RefundPublic"},
+    ("get", "/v1/refunds"): {"200": "RefundsPublic"},
+    ("get", "/v1/refunds/{refund_id}"): {"200": "RefundPublic"},
+    ("get", "/v1/jobs"): {"200": "JobsPublic"},
+    ("get", "/v1/jobs/{job_id}"): {"200": "JobPublic"},
+    ("post", "/v1/jobs/{job_id}/retry"): {"200": "JobPublic"},
+    ("post", "/v1/processor_notifications/{processor}"): {"200": "ProcessorNotificationPublic"},
+    ("post", "/v1/webhook_endpoints"): {"201": "WebhookEndpointWithSecretPublic"},
+    ("get", "/v1/webhook_endpoints"): {"200": "WebhookEndpointsPublic"},
+    ("get", "/v1/webhook_endpoints/{endpoint_id}"): {"200": "WebhookEndpointPublic"},
+    ("patch", "/v1/webhook_endpoints/{endpoint_id}"): {"200": "WebhookEndpointPublic"},
+    ("delete", "/v1/webhook_endpoints/{endpoint_id}"): {"200": "WebhookEndpointDeletedPublic"},
+    ("post", "/v1/webhook_endpoints/{endpoint_id}/rotate_secret"): {
+        "200": "WebhookEndpointWithSecretPublic"
+    },
+    ("get", "/v1/webhook_endpoints/{endpoint_id}/deliveries"): {"200": "WebhookDeliveriesPublic"},
+    ("post", "/v1/webhook_endpoints/{endpoint_id}/deliveries/{delivery_id}/retry"): {
+        "200": "WebhookDeliveryPublic"
+    },
 }
 
 
@@ -286,7 +321,17 @@ async def test_openapi_lists_every_route_with_its_response_model(api: Api) -> No
     assert set(listed) == set(ROUTES)
     served = {
         (method.lower(), route.path): route
-        for module in (accounts, events, health, transfers)
+        for module in (
+            accounts,
+            events,
+            health,
+            transfers,
+            payment_intents,
+            refunds,
+            jobs,
+            processor_notifications,
+            webhook_endpoints,
+        )
         for route in module.router.routes
         if isinstance(route, APIRoute)
         for method in route.methods

@@ -11,12 +11,23 @@ from settle.api.metrics import Metrics
 from settle.api.middleware import RequestMiddleware
 from settle.api.openapi import install_openapi
 from settle.api.problems import install_problem_handlers
-from settle.api.routers import accounts, events, health, transfers
+from settle.api.routers import (
+    accounts,
+    events,
+    health,
+    jobs,
+    payment_intents,
+    processor_notifications,
+    refunds,
+    transfers,
+    webhook_endpoints,
+)
 from settle.api.settings import Settings
 from settle.api.state import AppState
 from settle.clock import Clock, system_clock
 from settle.logs import configure_logging
 from settle.worker.maintenance import MaintenanceRunner
+from settle.worker.webhooks import WebhookRunner
 
 __all__ = ["create_app", "create_app_from_env"]
 
@@ -45,13 +56,44 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         interval=settings.maintenance_seconds,
         retention=settings.idempotency_retention_seconds,
     )
+    webhooks = WebhookRunner(
+        state.store.db,
+        clock,
+        allow_private=settings.webhook_allow_private,
+        timeout=settings.webhook_timeout_seconds,
+        poll_seconds=settings.webhook_poll_seconds,
+        concurrency=settings.webhook_concurrency,
+    )
+    if settings.webhook_delivery:
+        # Committed transfers wrote events: fan them out now rather than at the next poll.
+        state.store.writer.observe(lambda _transfers, _seconds: webhooks.wake())
+    # After a unit of work commits, the jobs and events it wrote are taken up at once.
+    wakers = [
+        wake
+        for wake, on in (
+            (state.jobs.wake, settings.payments.embedded_worker),
+            (webhooks.wake, settings.webhook_delivery),
+        )
+        if on
+    ]
+
+    def wake_workers() -> None:
+        for wake in wakers:
+            wake()
+
+    state.store.after_commit = wake_workers if wakers else None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         maintenance.start()
+        if settings.payments.embedded_worker:
+            state.jobs.start()
+        if settings.webhook_delivery:
+            webhooks.start()
         try:
             yield
         finally:
+            webhooks.stop()
             maintenance.stop()
             state.close()
 
@@ -63,9 +105,20 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     )
     app.state.settle = state
     app.state.maintenance = maintenance
+    app.state.webhooks = webhooks
     install_problem_handlers(app)
     install_openapi(app)
-    for module in (accounts, transfers, events, health):
+    for module in (
+        accounts,
+        transfers,
+        events,
+        payment_intents,
+        refunds,
+        jobs,
+        processor_notifications,
+        webhook_endpoints,
+        health,
+    ):
         app.include_router(module.router)
     app.add_middleware(RequestMiddleware, settings=settings, metrics=metrics)
     return app

@@ -85,6 +85,7 @@ WriteCaller = Annotated[Caller, Depends(_caller(Scope.LEDGER_WRITE))]
 PaymentsReadCaller = Annotated[Caller, Depends(_caller(Scope.PAYMENTS_READ))]
 PaymentsWriteCaller = Annotated[Caller, Depends(_caller(Scope.PAYMENTS_WRITE))]
 WebhooksCaller = Annotated[Caller, Depends(_caller(Scope.WEBHOOKS_MANAGE))]
+AdminCaller = Annotated[Caller, Depends(_caller(Scope.ADMIN))]
 
 
 def _query_names(dependant: Any) -> frozenset[str]:

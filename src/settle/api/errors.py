@@ -12,6 +12,7 @@ __all__ = [
     "IdempotencyKeyReusedError",
     "InternalServerError",
     "InvalidIdempotencyKeyError",
+    "InvalidSignatureError",
     "MalformedJsonError",
     "MethodNotAllowedError",
     "PayloadTooLargeError",
@@ -85,3 +86,10 @@ class InternalServerError(ApiError):
     """An unexpected failure. Nothing was half-written; retrying with the same key is safe."""
 
     code: ClassVar[str] = "internal_error"
+
+
+class InvalidSignatureError(ApiError):
+    """A processor's notification must carry a valid signature made with the secret
+    configured for that processor, within five minutes of its timestamp."""
+
+    code: ClassVar[str] = "invalid_signature"

@@ -27,6 +27,7 @@ from settle.api.errors import (
 )
 from settle.api.problems import PROBLEM_JSON
 from settle.api.state import AppState
+from settle.security.keys import KeyMode
 from settle.security.model import Scope
 from settle.store.idempotency import (
     Receipt,
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from settle.store.uow import SqlUnitOfWork
 
 __all__ = [
+    "AdminKeyedDep",
     "Keyed",
     "KeyedDep",
     "PaymentsKeyedDep",
@@ -87,6 +89,7 @@ class Keyed:
     tenant_id: uuid.UUID
     key: str | None
     fingerprint: bytes
+    live: bool = False  # a live key (sk_live_): test payment methods are refused
 
 
 # Surrounding blanks are not part of a header value (RFC 9110 5.5): servers strip them.
@@ -112,14 +115,15 @@ def _keyed_with(scope: Scope) -> Callable[..., Awaitable[Keyed]]:
         principal = await authenticate(request, scope)
         state = get_state(request)
         key = parse_idempotency_key(idempotency_key)
+        live = principal.mode is KeyMode.LIVE
         if key is None:
-            return Keyed(state, principal.tenant_id, None, b"")
+            return Keyed(state, principal.tenant_id, None, b"", live)
         body = await request.body()  # already read by FastAPI: served from its cache
         digest = hashlib.sha256()
         for part in (request.method.encode(), request.url.path.encode(), body):
             digest.update(len(part).to_bytes(8, "big"))
             digest.update(part)
-        return Keyed(state, principal.tenant_id, key, digest.digest())
+        return Keyed(state, principal.tenant_id, key, digest.digest(), live)
 
     keyed.__name__ = f"keyed_with_{scope.name.lower()}"
     return keyed
@@ -128,6 +132,7 @@ def _keyed_with(scope: Scope) -> Callable[..., Awaitable[Keyed]]:
 KeyedDep = Annotated[Keyed, Depends(_keyed_with(Scope.LEDGER_WRITE))]
 PaymentsKeyedDep = Annotated[Keyed, Depends(_keyed_with(Scope.PAYMENTS_WRITE))]
 WebhooksKeyedDep = Annotated[Keyed, Depends(_keyed_with(Scope.WEBHOOKS_MANAGE))]
+AdminKeyedDep = Annotated[Keyed, Depends(_keyed_with(Scope.ADMIN))]
 
 
 def derived_id(keyed: Keyed, index: int = 0) -> uuid.UUID:
@@ -236,7 +241,14 @@ async def idempotent_call(
 
         def keyed_call() -> tuple[StoredResponse, bool]:
             return run_idempotent(
-                state.store.db, state.clock, keyed.tenant_id, key, keyed.fingerprint, effect, render
+                state.store.db,
+                state.clock,
+                keyed.tenant_id,
+                key,
+                keyed.fingerprint,
+                effect,
+                render,
+                after_commit=state.store.after_commit,
             )
 
         answer, replayed = await run_in_threadpool(keyed_call)

@@ -39,6 +39,7 @@ _STATUS: Mapping[str, int] = {
     # 401 / 403: who is calling and what the key may do.
     "invalid_api_key": 401,
     "insufficient_scope": 403,
+    "invalid_signature": 401,
     # 404: the thing named does not exist for this tenant.
     "route_not_found": 404,
     "account_not_found": 404,
@@ -46,6 +47,9 @@ _STATUS: Mapping[str, int] = {
     "pending_not_found": 404,
     "tenant_not_found": 404,
     "api_key_not_found": 404,
+    "payment_intent_not_found": 404,
+    "refund_not_found": 404,
+    "job_not_found": 404,
     "method_not_allowed": 405,
     # 409: the request conflicts with the current state.
     "exists_with_different_fields": 409,
@@ -58,6 +62,8 @@ _STATUS: Mapping[str, int] = {
     "pending_expired": 409,
     "already_reversed": 409,
     "idempotency_key_in_flight": 409,
+    "payment_intent_unexpected_state": 409,
+    "job_not_retryable": 409,
     "payload_too_large": 413,
     "unsupported_media_type": 415,
     # 422: well-formed, but a ledger rule refuses it.
@@ -75,6 +81,20 @@ _STATUS: Mapping[str, int] = {
     # An account definition whose fields contradict each other (a limit without a flag).
     "invalid_account": 422,
     "idempotency_key_reused": 422,
+    # 422: a payment rule refuses it.
+    "amount_exceeds_capturable": 422,
+    "invalid_payment_method": 422,
+    "invalid_payment": 422,
+    "refund_exceeds_captured": 422,
+    "payment_ledger_refused": 422,
+    # Webhooks: what does not exist, what conflicts, and URLs the guard refuses.
+    "webhook_endpoint_not_found": 404,
+    "webhook_delivery_not_found": 404,
+    "webhook_endpoint_disabled": 409,
+    "invalid_delivery_transition": 409,
+    "invalid_webhook_url": 422,
+    "webhook_address_not_allowed": 422,
+    "webhook_host_unresolvable": 422,
     "internal_error": 500,
     "service_unavailable": 503,
 }

@@ -9,6 +9,9 @@ from typing import TYPE_CHECKING
 from settle.security.service import ApiKeyAuthenticator
 from settle.store.ledger_store import LedgerStore
 from settle.store.security_repo import find_api_key
+from settle.webhooks.signing import SigningSecret
+from settle.worker.platform import build_payments
+from settle.worker.settings import parse_named_values
 
 if TYPE_CHECKING:
     from settle.api.metrics import Metrics
@@ -58,6 +61,19 @@ class AppState:
             ttl=int(settings.key_cache_seconds * 1_000_000),
         )
         self.in_flight = InFlightKeys()
+        # Payments' worker side: the job runner (started by the app's lifespan when the
+        # worker is embedded) and notification intake from processors.
+        self.payments, self.jobs, self._close_processors = build_payments(
+            self.store, settings.payments, clock
+        )
+        self.processor_secrets = {
+            name: SigningSecret(secret)
+            for name, secret in parse_named_values(
+                settings.payments.processor_secrets, "processor secret"
+            ).items()
+        }
 
     def close(self) -> None:
+        self.jobs.stop()
+        self._close_processors()
         self.store.close()

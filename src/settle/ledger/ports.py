@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from settle.ports import UnitOfWork
 
 if TYPE_CHECKING:
+    from settle.ledger.apply import TransferResult
     from settle.ledger.model import Account, AccountStatus, Transfer
+    from settle.ledger.requests import TransferRequest
 
 __all__ = ["LedgerRepository", "LedgerUnitOfWork"]
 
@@ -20,6 +22,13 @@ class LedgerRepository(Protocol):
     def lock_tenant(self, tenant_id: uuid.UUID) -> None:
         """Take the tenant's ledger lock (its chain head). Every writer takes it first, then
         account rows in id order: one lock order for all, so no deadlock."""
+        ...
+
+    def apply_transfers(
+        self, requests: Sequence[TransferRequest], *, atomic: bool = True
+    ) -> list[TransferResult]:
+        """Move money inside this unit of work's transaction (it commits with the caller's
+        other writes); one result per request, refusals as result codes."""
         ...
 
     def get_account(

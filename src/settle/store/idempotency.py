@@ -145,6 +145,8 @@ def run_idempotent(
     fingerprint: bytes,
     effect: Callable[[SqlUnitOfWork], _T],
     render: Callable[[_T], tuple[int, bytes]],
+    *,
+    after_commit: Callable[[], None] | None = None,
 ) -> tuple[StoredResponse, bool]:
     """Run ``effect`` and store its rendered answer under ``key``, in one transaction.
 
@@ -155,7 +157,7 @@ def run_idempotent(
     Errors raised by ``effect`` roll everything back and store nothing (unless a concurrent
     request stored the key meanwhile: then its answer is the replay).
     """
-    uow = _HeldUnitOfWork(engine, clock)
+    uow = _HeldUnitOfWork(engine, clock, after_commit)
     with uow:
         # A retry usually finds its answer here, before the effect could refuse to repeat.
         existing = find_stored_response(uow.connection, tenant_id, key)
@@ -187,8 +189,10 @@ def run_idempotent(
 class _HeldUnitOfWork(SqlUnitOfWork):
     """A unit of work whose inner ``with``/``commit()`` (the service's) do not end it."""
 
-    def __init__(self, engine: sa.Engine, clock: Clock) -> None:
-        super().__init__(engine, clock)
+    def __init__(
+        self, engine: sa.Engine, clock: Clock, after_commit: Callable[[], None] | None
+    ) -> None:
+        super().__init__(engine, clock, after_commit=after_commit)
         self._depth = 0
 
     @property

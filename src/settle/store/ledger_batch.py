@@ -51,7 +51,7 @@ from settle.store.sqlite_checkpoint import WalCheckpointer
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
-__all__ = ["SqlBatchCommitter"]
+__all__ = ["BatchApplier", "SqlBatchCommitter"]
 
 _T = TypeVar("_T")
 _HAND_OVER_SECONDS = 0.0001
@@ -88,154 +88,21 @@ class _Prepared:
         )
 
 
-class SqlBatchCommitter:
-    """Commits batches of ledger units to one database, one transaction per batch.
+class BatchApplier:
+    """Applies and writes ledger units under lock, on a transaction its caller opened.
 
-    Two ways in: :meth:`commit` loads the batch's state under lock, applies and writes it;
-    :meth:`prepare` + :meth:`commit_prepared` split that in two so the group-commit engine can
-    apply batch N+1 (CPU) while batch N is being written (I/O). ``prepare`` reads without locks,
-    from a cache of the state left by the batches still in flight; ``commit_prepared`` locks the
-    chain heads and checks that they are exactly what the speculation assumed. Every change to
-    a tenant's ledger (another process's batch, an account being frozen or opened) moves its
-    chain head, so equal heads prove the speculative reads are still true; otherwise the batch
-    is loaded again under lock and re-applied.
+    The group-commit committer below uses it for every batch; a unit of work uses it to move
+    money in the same transaction as another context's state change (a payment's).
     """
 
-    def __init__(self, engine: sa.Engine, clock: Clock = system_clock) -> None:
-        self.engine = engine
+    _committing = False
+
+    def __init__(self, clock: Clock = system_clock) -> None:
         self.clock = clock
-        self._raw: Any = None
-        self._reader: Any = None
-        self._committing = False  # whether a transaction is open on the writer connection
-        self._pg = engine.dialect.name == "postgresql"
-        # SQLite runs inside this process and holds the GIL between the rows it writes: a
-        # preparer and a committer interleaving on it stall each other (each row's GIL hand-off
-        # waits out the other thread's switch interval). So on SQLite they take turns, and the
-        # committer passes the turn on while it waits for COMMIT (the fsync, which releases the
-        # GIL): the next batch is applied while this one reaches the disk.
-        self._turn = contextlib.nullcontext() if self._pg else threading.Lock()
-        # SQLite: WAL checkpoints run on a thread of their own (see sqlite_checkpoint).
-        self.checkpointer = None if self._pg else WalCheckpointer(engine)
 
-    def close(self) -> None:
-        if self.checkpointer is not None:
-            self.checkpointer.close()
-        for raw in (self._raw, self._reader):
-            if raw is not None:
-                with contextlib.suppress(Exception):
-                    raw.close()
-        self._raw = self._reader = None
-
-    def _dialect(self, raw: Any) -> Dialect:
-        cursor = raw.cursor()
-        return PostgresDialect(cursor) if self._pg else SqliteDialect(cursor)
-
-    def _writer(self) -> Any:
-        if self._raw is None:
-            self._raw = self.engine.raw_connection()
-            if self.checkpointer is not None:
-                self.checkpointer.writer_connected(self._raw)
-        return self._raw
-
-    def commit(self, units: Sequence[Unit]) -> list[list[TransferResult]]:
-        """Apply ``units`` in order and commit them as one transaction; one result per request."""
-        return self._in_transaction(lambda d: self._apply_locked(d, units).results)
-
-    def prepare(
-        self, units: Sequence[Unit], cache: dict[uuid.UUID, TenantState] | None
-    ) -> _Prepared:
-        """Apply ``units`` speculatively on top of ``cache`` (the previous prepared state)."""
-        with self._turn:
-            return self._prepare(units, cache)
-
-    def _prepare(
-        self, units: Sequence[Unit], cache: dict[uuid.UUID, TenantState] | None
-    ) -> _Prepared:
-        if self._reader is None:
-            self._reader = self.engine.raw_connection()
-            if self._pg:
-                self._reader.driver_connection.autocommit = True
-        d = self._dialect(self._reader)
-        try:
-            keys = BatchKeys(units)
-            tenants: dict[uuid.UUID, TenantState] = {}
-            expected: dict[uuid.UUID, tuple[int, bytes, int]] = {}
-            for tenant in keys.tenants:
-                t = None if cache is None else cache.get(tenant)
-                if t is None:
-                    t = TenantState(tenant, self._read_head(d, tenant), d.row_id(tenant))
-                tenants[tenant] = t
-                expected[tenant] = (t.head.last_seq, t.head.last_hash, t.head.last_event_seq)
-            state = self._state(d, tenants, ahead=True)
-            for tenant in keys.tenants:
-                self._load_tenant(d, keys, tenants[tenant], lock=False)
-            applied = apply_with_receipts(d, state, units, stored_receipts(d, units))
-            # Encoding the rows is Python work the committer would otherwise do between its
-            # round trips; done here, it overlaps the previous batch's commit.
-            encoded = d.encode_ahead(applied.outcome)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                self._reader.close()
-            self._reader = None
-            raise
-        finally:
-            d.cur.close()
-        if cache is not None:
-            for tenant, t in cache.items():
-                state.tenants.setdefault(tenant, t)
-        return _Prepared(units, state, applied, expected, encoded)
-
-    def commit_prepared(self, prepared: _Prepared) -> tuple[list[list[TransferResult]], bool]:
-        """Commit a prepared batch; returns its results and whether it had to be re-applied."""
-
-        def run(d: Dialect) -> tuple[list[list[TransferResult]], bool]:
-            for tenant in sorted(prepared.expected):
-                head = self._lock_head(d, tenant)
-                if (head.last_seq, head.last_hash, head.last_event_seq) != prepared.expected[
-                    tenant
-                ]:
-                    # Someone else moved this tenant's ledger: redo the batch under lock.
-                    return self._apply_locked(d, prepared.units).results, True
-            applied = prepared.applied
-            # Idempotency keys are not re-read here: one stored since the batch was prepared
-            # makes its INSERT violate the primary key, the transaction rolls back, and the
-            # engine redoes the batch under lock (_apply_locked reads the keys under it).
-            # No lock on the accounts themselves: every writer of a tenant's accounts (this
-            # committer, opening, freezing or closing one) holds the tenant's chain head first,
-            # so the head lock taken above already serialises them, and the equal head proves
-            # the counters the batch was applied to are still the stored ones.
-            with d.pipelined(applied.outcome):
-                self._write(d, applied, prepared.encoded)
-            return applied.results, False
-
-        return self._in_transaction(run)
-
-    def _in_transaction(self, body: Callable[[Dialect], _T]) -> _T:
-        raw = self._writer()
-        d = self._dialect(raw)
-        try:
-            with self._turn:
-                self._committing = True
-                if self.checkpointer is not None:
-                    self.checkpointer.before_begin()
-                d.begin()
-                result = body(d)
-            raw.commit()
-            if self.checkpointer is not None:
-                self.checkpointer.after_commit()
-        except BaseException:
-            try:
-                raw.rollback()
-            finally:
-                # A connection that failed mid-transaction is not trusted again.
-                with contextlib.suppress(Exception):
-                    raw.close()
-                self._raw = None
-            raise
-        finally:
-            self._committing = False
-            d.cur.close()
-        return result
+    def apply_units(self, d: Dialect, units: Sequence[Unit]) -> list[list[TransferResult]]:
+        """Lock, load, apply and write ``units``; one result list per unit."""
+        return self._apply_locked(d, units).results
 
     def _apply_locked(self, d: Dialect, units: Sequence[Unit]) -> AppliedBatch:
         keys = BatchKeys(units)
@@ -428,3 +295,153 @@ class SqlBatchCommitter:
                 f" last_event_seq = {d.p}, last_created_at = {d.p} WHERE tenant_id = {d.p}",
                 (*head, d.uuid_in(tenant)),
             )
+
+
+class SqlBatchCommitter(BatchApplier):
+    """Commits batches of ledger units to one database, one transaction per batch.
+
+    Two ways in: :meth:`commit` loads the batch's state under lock, applies and writes it;
+    :meth:`prepare` + :meth:`commit_prepared` split that in two so the group-commit engine can
+    apply batch N+1 (CPU) while batch N is being written (I/O). ``prepare`` reads without locks,
+    from a cache of the state left by the batches still in flight; ``commit_prepared`` locks the
+    chain heads and checks that they are exactly what the speculation assumed. Every change to
+    a tenant's ledger (another process's batch, an account being frozen or opened) moves its
+    chain head, so equal heads prove the speculative reads are still true; otherwise the batch
+    is loaded again under lock and re-applied.
+    """
+
+    def __init__(self, engine: sa.Engine, clock: Clock = system_clock) -> None:
+        super().__init__(clock)
+        self.engine = engine
+        self._raw: Any = None
+        self._reader: Any = None
+        self._committing = False  # whether a transaction is open on the writer connection
+        self._pg = engine.dialect.name == "postgresql"
+        # SQLite runs inside this process and holds the GIL between the rows it writes: a
+        # preparer and a committer interleaving on it stall each other (each row's GIL hand-off
+        # waits out the other thread's switch interval). So on SQLite they take turns, and the
+        # committer passes the turn on while it waits for COMMIT (the fsync, which releases the
+        # GIL): the next batch is applied while this one reaches the disk.
+        self._turn = contextlib.nullcontext() if self._pg else threading.Lock()
+        # SQLite: WAL checkpoints run on a thread of their own (see sqlite_checkpoint).
+        self.checkpointer = None if self._pg else WalCheckpointer(engine)
+
+    def close(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.close()
+        for raw in (self._raw, self._reader):
+            if raw is not None:
+                with contextlib.suppress(Exception):
+                    raw.close()
+        self._raw = self._reader = None
+
+    def _dialect(self, raw: Any) -> Dialect:
+        cursor = raw.cursor()
+        return PostgresDialect(cursor) if self._pg else SqliteDialect(cursor)
+
+    def _writer(self) -> Any:
+        if self._raw is None:
+            self._raw = self.engine.raw_connection()
+            if self.checkpointer is not None:
+                self.checkpointer.writer_connected(self._raw)
+        return self._raw
+
+    def commit(self, units: Sequence[Unit]) -> list[list[TransferResult]]:
+        """Apply ``units`` in order and commit them as one transaction; one result per request."""
+        return self._in_transaction(lambda d: self._apply_locked(d, units).results)
+
+    def prepare(
+        self, units: Sequence[Unit], cache: dict[uuid.UUID, TenantState] | None
+    ) -> _Prepared:
+        """Apply ``units`` speculatively on top of ``cache`` (the previous prepared state)."""
+        with self._turn:
+            return self._prepare(units, cache)
+
+    def _prepare(
+        self, units: Sequence[Unit], cache: dict[uuid.UUID, TenantState] | None
+    ) -> _Prepared:
+        if self._reader is None:
+            self._reader = self.engine.raw_connection()
+            if self._pg:
+                self._reader.driver_connection.autocommit = True
+        d = self._dialect(self._reader)
+        try:
+            keys = BatchKeys(units)
+            tenants: dict[uuid.UUID, TenantState] = {}
+            expected: dict[uuid.UUID, tuple[int, bytes, int]] = {}
+            for tenant in keys.tenants:
+                t = None if cache is None else cache.get(tenant)
+                if t is None:
+                    t = TenantState(tenant, self._read_head(d, tenant), d.row_id(tenant))
+                tenants[tenant] = t
+                expected[tenant] = (t.head.last_seq, t.head.last_hash, t.head.last_event_seq)
+            state = self._state(d, tenants, ahead=True)
+            for tenant in keys.tenants:
+                self._load_tenant(d, keys, tenants[tenant], lock=False)
+            applied = apply_with_receipts(d, state, units, stored_receipts(d, units))
+            # Encoding the rows is Python work the committer would otherwise do between its
+            # round trips; done here, it overlaps the previous batch's commit.
+            encoded = d.encode_ahead(applied.outcome)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._reader.close()
+            self._reader = None
+            raise
+        finally:
+            d.cur.close()
+        if cache is not None:
+            for tenant, t in cache.items():
+                state.tenants.setdefault(tenant, t)
+        return _Prepared(units, state, applied, expected, encoded)
+
+    def commit_prepared(self, prepared: _Prepared) -> tuple[list[list[TransferResult]], bool]:
+        """Commit a prepared batch; returns its results and whether it had to be re-applied."""
+
+        def run(d: Dialect) -> tuple[list[list[TransferResult]], bool]:
+            for tenant in sorted(prepared.expected):
+                head = self._lock_head(d, tenant)
+                if (head.last_seq, head.last_hash, head.last_event_seq) != prepared.expected[
+                    tenant
+                ]:
+                    # Someone else moved this tenant's ledger: redo the batch under lock.
+                    return self._apply_locked(d, prepared.units).results, True
+            applied = prepared.applied
+            # Idempotency keys are not re-read here: one stored since the batch was prepared
+            # makes its INSERT violate the primary key, the transaction rolls back, and the
+            # engine redoes the batch under lock (_apply_locked reads the keys under it).
+            # No lock on the accounts themselves: every writer of a tenant's accounts (this
+            # committer, opening, freezing or closing one) holds the tenant's chain head first,
+            # so the head lock taken above already serialises them, and the equal head proves
+            # the counters the batch was applied to are still the stored ones.
+            with d.pipelined(applied.outcome):
+                self._write(d, applied, prepared.encoded)
+            return applied.results, False
+
+        return self._in_transaction(run)
+
+    def _in_transaction(self, body: Callable[[Dialect], _T]) -> _T:
+        raw = self._writer()
+        d = self._dialect(raw)
+        try:
+            with self._turn:
+                self._committing = True
+                if self.checkpointer is not None:
+                    self.checkpointer.before_begin()
+                d.begin()
+                result = body(d)
+            raw.commit()
+            if self.checkpointer is not None:
+                self.checkpointer.after_commit()
+        except BaseException:
+            try:
+                raw.rollback()
+            finally:
+                # A connection that failed mid-transaction is not trusted again.
+                with contextlib.suppress(Exception):
+                    raw.close()
+                self._raw = None
+            raise
+        finally:
+            self._committing = False
+            d.cur.close()
+        return result

@@ -7,7 +7,7 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -28,6 +28,10 @@ from settle.ledger.model import (
     to_micros,
 )
 from settle.store import tables
+
+if TYPE_CHECKING:
+    from settle.ledger.apply import TransferResult
+    from settle.ledger.requests import TransferRequest
 
 A = tables.ledger_accounts
 H = tables.ledger_chain_heads
@@ -154,6 +158,17 @@ class SqlLedgerRepository:
 
     def lock_tenant(self, tenant_id: uuid.UUID) -> None:
         self._lock_head(tenant_id)
+
+    def apply_transfers(
+        self, requests: Sequence[TransferRequest], *, atomic: bool = True
+    ) -> list[TransferResult]:
+        """Move money in this transaction (see :mod:`settle.store.ledger_inline`)."""
+        # Imported here: the batch writer imports the idempotency store, which imports this.
+        from settle.store.ledger_inline import apply_in_transaction
+
+        for tenant_id in sorted({r.tenant_id for r in requests}):
+            self._locked.add(tenant_id)  # the apply takes each tenant's chain head
+        return apply_in_transaction(self.conn, self.clock, requests, atomic=atomic)
 
     def get_account(
         self, tenant_id: uuid.UUID, account_id: uuid.UUID, *, lock: bool = False

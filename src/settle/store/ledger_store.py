@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -37,9 +37,11 @@ class LedgerStore:
         self.clock = clock
         self.committer = SqlBatchCommitter(self.db, clock)
         self.writer = GroupCommitEngine(self.committer, max_batch=max_batch, pipeline=pipeline)
+        # Called after every unit of work's commit (the app points it at the job runner's wake).
+        self.after_commit: Callable[[], None] | None = None
 
     def uow(self) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.db, self.clock)
+        return SqlUnitOfWork(self.db, self.clock, after_commit=self.after_commit)
 
     @contextmanager
     def read(self) -> Iterator[SqlLedgerRepository]:

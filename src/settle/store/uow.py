@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 from settle.clock import Clock, system_clock
+from settle.store.jobs_repo import SqlJobQueue
 from settle.store.ledger_repo import SqlLedgerRepository
+from settle.store.payments_repo import SqlPaymentsRepository
 from settle.store.security_repo import SqlSecurityRepository
+from settle.store.webhooks_repo import SqlWebhookRepository
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -20,10 +24,21 @@ class SqlUnitOfWork:
 
     ledger: SqlLedgerRepository
     security: SqlSecurityRepository
+    payments: SqlPaymentsRepository
+    jobs: SqlJobQueue
+    webhooks: SqlWebhookRepository
 
-    def __init__(self, engine: sa.Engine, clock: Clock = system_clock) -> None:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        clock: Clock = system_clock,
+        *,
+        after_commit: Callable[[], None] | None = None,
+    ) -> None:
         self._engine = engine
         self._clock = clock
+        # Called after each commit: wakes the worker that runs the jobs it may have enqueued.
+        self._after_commit = after_commit
         self._connection: sa.Connection | None = None
         self._transaction: sa.RootTransaction | None = None
 
@@ -33,6 +48,9 @@ class SqlUnitOfWork:
         self._transaction = connection.begin()
         self.ledger = SqlLedgerRepository(connection, self._clock)
         self.security = SqlSecurityRepository(connection)
+        self.payments = SqlPaymentsRepository(connection)
+        self.jobs = SqlJobQueue(connection)
+        self.webhooks = SqlWebhookRepository(connection)
         return self
 
     def __exit__(
@@ -54,6 +72,8 @@ class SqlUnitOfWork:
         if self._transaction is None:
             raise RuntimeError("commit outside the unit of work")
         self._transaction.commit()
+        if self._after_commit is not None:
+            self._after_commit()
 
     def now(self) -> int:
         return self._clock()

@@ -1,0 +1,371 @@
+"""Payment intents, attempts and refunds with SQLAlchemy Core, inside a unit of work."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+
+from settle.clock import from_micros, to_micros
+from settle.payments.model import (
+    AttemptOperation,
+    AttemptStatus,
+    CaptureMethod,
+    IntentStatus,
+    PaymentAttempt,
+    PaymentError,
+    PaymentIntent,
+    Refund,
+    RefundStatus,
+)
+from settle.store import payment_tables
+
+PI = payment_tables.payment_intents
+PA = payment_tables.payment_attempts
+RF = payment_tables.refunds
+
+__all__ = ["SqlPaymentsRepository", "intents_page", "refunds_page"]
+
+
+def _micros(value: Any) -> int | None:
+    return None if value is None else to_micros(value)
+
+
+def _moment(value: int | None) -> Any:
+    return None if value is None else from_micros(value)
+
+
+def _error_json(error: PaymentError | None) -> dict[str, Any] | None:
+    if error is None:
+        return None
+    return {
+        "code": error.code,
+        "message": error.message,
+        "decline_code": error.decline_code,
+        "do_not_retry": error.do_not_retry,
+    }
+
+
+def _intent_values(i: PaymentIntent) -> dict[str, Any]:
+    return {
+        "tenant_id": i.tenant_id,
+        "id": i.id,
+        "amount": i.amount,
+        "currency": i.currency,
+        "status": i.status.value,
+        "capture_method": i.capture_method.value,
+        "customer": i.customer,
+        "payment_method": i.payment_method,
+        "description": i.description,
+        "metadata": dict(i.metadata),
+        "version": i.version,
+        "amount_capturable": i.amount_capturable,
+        "amount_received": i.amount_received,
+        "amount_refunded": i.amount_refunded,
+        "fee": i.fee,
+        "action": None if i.action is None else i.action.value,
+        "capture_amount": i.capture_amount,
+        "processor": i.processor,
+        "authorization_ref": i.authorization,
+        "hold_transfer_id": i.hold_transfer_id,
+        "last_error": _error_json(i.last_error),
+        "cancellation_reason": i.cancellation_reason,
+        "canceled_at": _micros(i.canceled_at),
+        "created_at": to_micros(i.created_at),
+        "updated_at": to_micros(i.updated_at),
+    }
+
+
+def _intent(r: Any) -> PaymentIntent:
+    error = r.last_error
+    return PaymentIntent(
+        tenant_id=r.tenant_id,
+        id=r.id,
+        amount=r.amount,
+        currency=r.currency,
+        status=IntentStatus(r.status),
+        capture_method=CaptureMethod(r.capture_method),
+        customer=r.customer,
+        payment_method=r.payment_method,
+        description=r.description,
+        metadata=dict(r.metadata),
+        created_at=from_micros(r.created_at),
+        updated_at=from_micros(r.updated_at),
+        version=r.version,
+        amount_capturable=r.amount_capturable,
+        amount_received=r.amount_received,
+        amount_refunded=r.amount_refunded,
+        fee=r.fee,
+        action=None if r.action is None else AttemptOperation(r.action),
+        capture_amount=r.capture_amount,
+        processor=r.processor,
+        authorization=r.authorization_ref,
+        hold_transfer_id=r.hold_transfer_id,
+        last_error=None if error is None else PaymentError(**error),
+        cancellation_reason=r.cancellation_reason,
+        canceled_at=_moment(r.canceled_at),
+    )
+
+
+def _attempt_values(a: PaymentAttempt) -> dict[str, Any]:
+    return {
+        "tenant_id": a.tenant_id,
+        "id": a.id,
+        "intent_id": a.intent_id,
+        "operation": a.operation.value,
+        "processor": a.processor,
+        "amount": a.amount,
+        "status": a.status.value,
+        "reference": a.reference,
+        "decline_code": a.decline_code,
+        "do_not_retry": a.do_not_retry,
+        "latency_us": a.latency_us,
+        "created_at": to_micros(a.created_at),
+        "completed_at": _micros(a.completed_at),
+    }
+
+
+def _attempt(r: Any) -> PaymentAttempt:
+    return PaymentAttempt(
+        tenant_id=r.tenant_id,
+        id=r.id,
+        intent_id=r.intent_id,
+        operation=AttemptOperation(r.operation),
+        processor=r.processor,
+        amount=r.amount,
+        status=AttemptStatus(r.status),
+        created_at=from_micros(r.created_at),
+        reference=r.reference,
+        decline_code=r.decline_code,
+        do_not_retry=bool(r.do_not_retry),
+        latency_us=r.latency_us,
+        completed_at=_moment(r.completed_at),
+    )
+
+
+def _refund_values(f: Refund) -> dict[str, Any]:
+    return {
+        "tenant_id": f.tenant_id,
+        "id": f.id,
+        "intent_id": f.intent_id,
+        "amount": f.amount,
+        "currency": f.currency,
+        "status": f.status.value,
+        "reason": f.reason,
+        "version": f.version,
+        "hold_transfer_id": f.hold_transfer_id,
+        "processor": f.processor,
+        "reference": f.reference,
+        "failure_code": f.failure_code,
+        "metadata": dict(f.metadata),
+        "created_at": to_micros(f.created_at),
+        "updated_at": to_micros(f.updated_at),
+    }
+
+
+def _refund(r: Any) -> Refund:
+    return Refund(
+        tenant_id=r.tenant_id,
+        id=r.id,
+        intent_id=r.intent_id,
+        amount=r.amount,
+        currency=r.currency,
+        status=RefundStatus(r.status),
+        reason=r.reason,
+        created_at=from_micros(r.created_at),
+        updated_at=from_micros(r.updated_at),
+        version=r.version,
+        hold_transfer_id=r.hold_transfer_id,
+        processor=r.processor,
+        reference=r.reference,
+        failure_code=r.failure_code,
+        metadata=dict(r.metadata),
+    )
+
+
+class StaleWriteError(RuntimeError):
+    """The row changed since it was read: a writer skipped the row lock."""
+
+
+class SqlPaymentsRepository:
+    """:class:`settle.payments.ports.PaymentsRepository` on one connection (one transaction).
+
+    Updates are guarded by the version read: every writer locks the row first, so a
+    mismatch is a bug, and it fails loudly instead of losing a change.
+    """
+
+    def __init__(self, connection: sa.Connection) -> None:
+        self.conn = connection
+
+    # ---- intents ---------------------------------------------------------------------------
+
+    def insert_intent(self, intent: PaymentIntent) -> None:
+        self.conn.execute(PI.insert().values(**_intent_values(intent)))
+
+    def get_intent(
+        self, tenant_id: uuid.UUID, intent_id: uuid.UUID, *, lock: bool = False
+    ) -> PaymentIntent | None:
+        query = sa.select(PI).where(PI.c.tenant_id == tenant_id, PI.c.id == intent_id)
+        if lock:
+            query = query.with_for_update()
+        row = self.conn.execute(query).first()
+        return None if row is None else _intent(row)
+
+    def update_intent(self, intent: PaymentIntent) -> None:
+        values = _intent_values(intent)
+        done = self.conn.execute(
+            PI.update()
+            .where(
+                PI.c.tenant_id == intent.tenant_id,
+                PI.c.id == intent.id,
+                PI.c.version == intent.version - 1,
+            )
+            .values(**values)
+        )
+        if done.rowcount != 1:
+            raise StaleWriteError(f"payment intent {intent.id} changed under this write")
+
+    # ---- attempts --------------------------------------------------------------------------
+
+    def insert_attempt(self, attempt: PaymentAttempt) -> None:
+        self.conn.execute(PA.insert().values(**_attempt_values(attempt)))
+
+    def update_attempt(self, attempt: PaymentAttempt) -> None:
+        values = _attempt_values(attempt)
+        self.conn.execute(
+            PA.update()
+            .where(PA.c.tenant_id == attempt.tenant_id, PA.c.id == attempt.id)
+            .values(**values)
+        )
+
+    def get_attempt(self, tenant_id: uuid.UUID, attempt_id: uuid.UUID) -> PaymentAttempt | None:
+        row = self.conn.execute(
+            sa.select(PA).where(PA.c.tenant_id == tenant_id, PA.c.id == attempt_id)
+        ).first()
+        return None if row is None else _attempt(row)
+
+    def attempts_for(self, tenant_id: uuid.UUID, intent_id: uuid.UUID) -> list[PaymentAttempt]:
+        rows = self.conn.execute(
+            sa.select(PA)
+            .where(PA.c.tenant_id == tenant_id, PA.c.intent_id == intent_id)
+            .order_by(PA.c.created_at, PA.c.id)
+        )
+        return [_attempt(r) for r in rows]
+
+    # ---- refunds ---------------------------------------------------------------------------
+
+    def insert_refund(self, refund: Refund) -> None:
+        self.conn.execute(RF.insert().values(**_refund_values(refund)))
+
+    def get_refund(
+        self, tenant_id: uuid.UUID, refund_id: uuid.UUID, *, lock: bool = False
+    ) -> Refund | None:
+        query = sa.select(RF).where(RF.c.tenant_id == tenant_id, RF.c.id == refund_id)
+        if lock:
+            query = query.with_for_update()
+        row = self.conn.execute(query).first()
+        return None if row is None else _refund(row)
+
+    def update_refund(self, refund: Refund) -> None:
+        done = self.conn.execute(
+            RF.update()
+            .where(
+                RF.c.tenant_id == refund.tenant_id,
+                RF.c.id == refund.id,
+                RF.c.version == refund.version - 1,
+            )
+            .values(**_refund_values(refund))
+        )
+        if done.rowcount != 1:
+            raise StaleWriteError(f"refund {refund.id} changed under this write")
+
+    def refunds_for(self, tenant_id: uuid.UUID, intent_id: uuid.UUID) -> list[Refund]:
+        rows = self.conn.execute(
+            sa.select(RF)
+            .where(RF.c.tenant_id == tenant_id, RF.c.intent_id == intent_id)
+            .order_by(RF.c.created_at, RF.c.id)
+        )
+        return [_refund(r) for r in rows]
+
+
+def _page(
+    conn: sa.Connection,
+    table: sa.Table,
+    convert: Any,
+    tenant_id: uuid.UUID,
+    *,
+    limit: int,
+    starting_after: uuid.UUID | None,
+    ending_before: uuid.UUID | None,
+    where: list[Any],
+) -> tuple[list[Any], bool]:
+    """Newest first, by (created_at, id); cursors are ids of rows of the same tenant."""
+    c = table.c
+    query = sa.select(table).where(c.tenant_id == tenant_id, *where)
+
+    def position(row_id: uuid.UUID) -> int | None:
+        return conn.execute(
+            sa.select(c.created_at).where(c.tenant_id == tenant_id, c.id == row_id)
+        ).scalar()
+
+    reverse = False
+    if starting_after is not None:
+        at = position(starting_after)
+        if at is None:
+            return [], False
+        query = query.where(
+            sa.or_(c.created_at < at, sa.and_(c.created_at == at, c.id < starting_after))
+        )
+    if ending_before is not None:
+        at = position(ending_before)
+        if at is None:
+            return [], False
+        query = query.where(
+            sa.or_(c.created_at > at, sa.and_(c.created_at == at, c.id > ending_before))
+        )
+        reverse = starting_after is None
+    order = (c.created_at.asc(), c.id.asc()) if reverse else (c.created_at.desc(), c.id.desc())
+    rows = [convert(r) for r in conn.execute(query.order_by(*order).limit(limit + 1))]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    if reverse:
+        rows.reverse()
+    return rows, more
+
+
+def intents_page(
+    conn: sa.Connection,
+    tenant_id: uuid.UUID,
+    *,
+    limit: int,
+    starting_after: uuid.UUID | None = None,
+    ending_before: uuid.UUID | None = None,
+    status: IntentStatus | None = None,
+    customer: str | None = None,
+) -> tuple[list[PaymentIntent], bool]:
+    where: list[Any] = []
+    if status is not None:
+        where.append(PI.c.status == status.value)
+    if customer is not None:
+        where.append(PI.c.customer == customer)
+    return _page(
+        conn, PI, _intent, tenant_id, limit=limit, starting_after=starting_after,
+        ending_before=ending_before, where=where,
+    )  # fmt: skip
+
+
+def refunds_page(
+    conn: sa.Connection,
+    tenant_id: uuid.UUID,
+    *,
+    limit: int,
+    starting_after: uuid.UUID | None = None,
+    ending_before: uuid.UUID | None = None,
+    intent_id: uuid.UUID | None = None,
+) -> tuple[list[Refund], bool]:
+    where: list[Any] = [] if intent_id is None else [RF.c.intent_id == intent_id]
+    return _page(
+        conn, RF, _refund, tenant_id, limit=limit, starting_after=starting_after,
+        ending_before=ending_before, where=where,
+    )  # fmt: skip
