@@ -20,7 +20,7 @@ run: $(STAMP)
 	$(BIN)/settle serve --demo
 
 test: $(STAMP)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
 
 check: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -20,6 +20,7 @@ from settle.logs import MASK, configure_logging, mask_secrets, mask_text
         ("pan 4000056655665556", f"pan {MASK}"),
         ("transfer 3f1e... seq 12345 amount 1000", "transfer 3f1e... seq 12345 amount 1000"),
         ("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", f"whsec_{MASK}"),
+        ("secret whsec_c2lt+YS1ub3RpZnk/c2V0dGxl== rotated", f"secret whsec_{MASK} rotated"),
     ],
 )
 def test_text_is_masked_where_it_holds_a_secret(text: str, expected: str) -> None:

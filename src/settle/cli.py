@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import uuid
 from typing import TYPE_CHECKING, Annotated
 
@@ -323,6 +324,33 @@ def _uuid(text: str, what: str) -> uuid.UUID:
 # ---- serving -------------------------------------------------------------------------------
 
 
+def _demo_processor(host: str, port: int) -> subprocess.Popen[bytes]:
+    """The demo's card processor: the simulator in its own process, notifying this server
+    with a secret made for this run (the processor for test cards: docs/processor-simulator.md).
+    """
+    import base64
+    import os
+    import secrets
+    import socket
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        sim_port = int(s.getsockname()[1])
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    notify = f"http://{host}:{port}/v1/processor_notifications/demo_sim"
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+        [sys.executable, "-c", "from settle.cli import app; app(prog_name='settle')",
+         "simulate", "processor", "--port", str(sim_port), "--name", "demo_sim",
+         "--notify-url", notify],
+        env={**os.environ, "SIM_NOTIFY_SECRET": secret},
+    )  # fmt: skip
+    os.environ["SETTLE_PROCESSORS"] = f"demo_sim=http://127.0.0.1:{sim_port}"
+    os.environ["SETTLE_PROCESSOR_SECRETS"] = f"demo_sim={secret}"
+    typer.echo(f"demo processor: the simulator on http://127.0.0.1:{sim_port}")
+    return process
+
+
 def _bootstrap_demo(database_url: str, host: str, port: int) -> None:
     """First run: a demo tenant and an admin key, printed once."""
     engine = _engine(database_url)
@@ -376,8 +404,11 @@ def serve(
     os.environ["SETTLE_DATABASE_URL"] = url  # each worker process builds its app from it
     flag = "1" if embedded_worker else "0"
     os.environ["SETTLE_EMBEDDED_WORKER"] = os.environ["SETTLE_WEBHOOK_DELIVERY"] = flag
+    simulator = None
     if demo:
         _bootstrap_demo(url, host, port)
+        if not os.environ.get("SETTLE_PROCESSORS"):
+            simulator = _demo_processor(host, port)
     uvicorn.run(
         "settle.api.app:create_app_from_env",
         factory=True,
@@ -390,6 +421,9 @@ def serve(
         log_level="warning",
         timeout_graceful_shutdown=10,
     )
+    if simulator is not None:
+        simulator.terminate()
+        simulator.wait(10)
 
 
 @app.command("worker")

@@ -24,7 +24,7 @@ _SECRET_FIELDS = re.compile(
     r"|account_?number|routing_?number|iban|private_?key)",
     re.IGNORECASE,
 )
-_API_KEY = re.compile(r"\b(sk|rk|whsec)_[A-Za-z0-9_]{8,}")
+_API_KEY = re.compile(r"\b(sk|rk|whsec)_[A-Za-z0-9_+/=]{8,}")  # whsec_ is base64
 _BEARER = re.compile(r"(?i)\bbearer\s+\S+")
 # 13 to 19 digits, optionally grouped by spaces or dashes: a card number's shape.
 _CARD = re.compile(r"\b\d(?:[ -]?\d){12,18}\b")

@@ -13,7 +13,7 @@ from settle.api import Settings, create_app
 from settle.simulator import SimulatorConfig, SimulatorThread
 from settle.worker.settings import PaymentSettings
 
-from .support import HOLD_SECONDS, PROCESSOR_TIMEOUT, Shop, make_tenant
+from .support import HOLD_SECONDS, NOTIFY_SECRET, PROCESSOR_TIMEOUT, Shop, make_tenant
 
 
 @pytest.fixture
@@ -45,6 +45,7 @@ def sim_b(simulators: Callable[..., SimulatorThread]) -> SimulatorThread:
 def payment_settings(sim_a: SimulatorThread, sim_b: SimulatorThread) -> PaymentSettings:
     return PaymentSettings(
         processors=f"sim_a={sim_a.base_url},sim_b={sim_b.base_url}",
+        processor_secrets=f"sim_a={NOTIFY_SECRET}",
         processor_timeout_seconds=PROCESSOR_TIMEOUT,
         fee="bps=290,fixed=30",
         embedded_worker=False,  # the tests run the worker's rounds themselves

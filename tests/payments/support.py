@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 import uuid
 from collections.abc import Callable
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 HOLD_SECONDS = 0.8  # the simulators' --hang-seconds and --late-seconds here
 PROCESSOR_TIMEOUT = 0.3  # Settle's read timeout towards them: well under the hold
 FEE_BPS, FEE_FIXED = 290, 30
+NOTIFY_SECRET = "whsec_" + base64.b64encode(b"sim-a-notifies-settle-with-this").decode()
 
 
 @dataclass

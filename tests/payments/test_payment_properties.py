@@ -20,6 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from settle.api import Settings, create_app
+from settle.payments.methods import card_number_for
+from settle.payments.processors import AuthorizeRequest
 from settle.simulator import SimulatorConfig, SimulatorThread
 from settle.store.jobs_repo import claim_jobs
 from settle.store.ledger_verify import verify_ledger
@@ -46,9 +48,12 @@ retry = st.tuples(st.just("retry"), st.integers(0, 40))
 fault = st.tuples(st.just("fault"), st.sampled_from(["sim_a", "sim_b"]),
                   st.sampled_from(["down", "flaky", "fine"]))  # fmt: skip
 crash = st.tuples(st.just("crash"))
+crash_after_send = st.tuples(st.just("crash_after_send"), st.integers(0, 20))
 work = st.tuples(st.just("work"))
 operations = st.lists(
-    st.one_of(create, create, capture, cancel, refund, retry, fault, crash, work, work),
+    st.one_of(
+        create, create, capture, cancel, refund, retry, fault, crash, crash_after_send, work, work
+    ),
     min_size=4,
     max_size=18,
 )
@@ -129,7 +134,26 @@ def platform(db_url: str) -> Iterator[Platform]:
     p.close()
 
 
-def _run(p: Platform, headers: dict[str, str], ops: list[tuple[Any, ...]]) -> list[str]:
+def _send_and_die(p: Platform, tenant_id: uuid.UUID, intent_id: str) -> None:
+    """A worker records an authorization attempt and sends it, then dies before recording the
+    answer: the processor may hold a charge that Settle has not heard of yet."""
+    authorizations = p.state.payments.authorizations
+    step = authorizations._authorization_step(tenant_id, uuid.UUID(intent_id))
+    if step is None:
+        return
+    intent, attempt, ask = step
+    if ask:
+        return
+    authorizations.processors.get(attempt.processor).authorize(
+        AuthorizeRequest(attempt.idempotency_key, attempt.amount, intent.currency,
+                         card_number_for(intent.payment_method),
+                         intent.capture_method.value == "automatic", str(intent.id))
+    )  # fmt: skip
+
+
+def _run(
+    p: Platform, tenant_id: uuid.UUID, headers: dict[str, str], ops: list[tuple[Any, ...]]
+) -> list[str]:
     intents: list[str] = []
     sent: list[tuple[str, Any, str]] = []  # (path, body, idempotency key): for client retries
 
@@ -169,6 +193,8 @@ def _run(p: Platform, headers: dict[str, str], ops: list[tuple[Any, ...]]) -> li
             # A worker claims what is due and dies: its leases lapse before anyone runs them.
             claim_jobs(p.state.store.db, worker_id="crashed", now=p.state.clock(),
                        lease_us=SECOND // 5, limit=10)  # fmt: skip
+        elif kind == "crash_after_send" and intents:
+            _send_and_die(p, tenant_id, intents[op[1] % len(intents)])
         elif kind == "work":
             p.state.jobs.run_once()
     return intents
@@ -202,7 +228,7 @@ def _drain(p: Platform, headers: dict[str, str], intents: list[str]) -> None:
 def test_any_interleaving_settles_consistently(platform: Platform, ops: list[Any]) -> None:
     tenant = make_tenant(platform.db_url, f"shop-{uuid.uuid4().hex[:6]}", ["admin"])
     headers = tenant.headers
-    intents = _run(platform, headers, ops)
+    intents = _run(platform, tenant.id, headers, ops)
     _drain(platform, headers, intents)
 
     received = fees = refunded_total = 0

@@ -8,8 +8,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import structlog
-
 from settle.payments.authorizations import Authorizations
 from settle.payments.follow_ups import FollowUps
 from settle.payments.model import (
@@ -36,7 +34,6 @@ if TYPE_CHECKING:
     from settle.payments.ports import PaymentsUnitOfWork
     from settle.payments.processors import ProcessorDirectory
 
-_log = structlog.get_logger(__name__)
 _O = ProcessorOutcome
 _OPEN = (AttemptStatus.PENDING, AttemptStatus.UNKNOWN)
 

@@ -6,8 +6,6 @@ import uuid
 from dataclasses import replace
 from datetime import datetime
 
-import structlog
-
 from settle.clock import from_micros
 from settle.jobs.model import Job, Reschedule
 from settle.ledger.requests import VoidPending
@@ -19,7 +17,6 @@ from settle.payments.ledger_moves import (
 )
 from settle.payments.model import (
     REFUND_TRANSITIONS,
-    AttemptStatus,
     Refund,
     RefundStatus,
 )
@@ -33,9 +30,7 @@ from settle.payments.service import (
 )
 from settle.payments.settling import ProcessorUnavailableError, Settler
 
-_log = structlog.get_logger(__name__)
 _O = ProcessorOutcome
-_OPEN = (AttemptStatus.PENDING, AttemptStatus.UNKNOWN)
 
 __all__ = ["Refunds"]
 

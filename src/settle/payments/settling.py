@@ -16,8 +16,6 @@ from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING
 
-import structlog
-
 from settle.jobs.model import Reschedule
 from settle.payments.model import (
     AttemptStatus,
@@ -34,7 +32,6 @@ if TYPE_CHECKING:
     from settle.payments.ports import PaymentsUnitOfWork
     from settle.payments.processors import Processor, ProcessorDirectory
 
-_log = structlog.get_logger(__name__)
 _O = ProcessorOutcome
 _OPEN = (AttemptStatus.PENDING, AttemptStatus.UNKNOWN)
 

@@ -1,0 +1,283 @@
+"""Payments end to end: create+confirm+capture flows at a fixed arrival rate.
+
+Starts a processor simulator (``settle simulate processor``, ``--latency-ms`` per call), a
+webhook receiver, and ``settle serve`` with its embedded worker on a fresh database (SQLite,
+or PostgreSQL with ``--database-url``). For ``--seconds`` it sends ``--rate`` payments a
+second (open loop: one every 1/rate s, whatever the answers), each a
+``POST /v1/payment_intents`` with ``confirm`` and automatic capture and an Idempotency-Key.
+Then it waits for every payment to settle and reads each one back.
+
+Per payment:
+* platform-added latency: from the request being sent to the commit that made it
+  ``succeeded`` (the intent's ``updated_at``), less the processor call's own duration (its
+  attempt's ``latency_ms``, measured by the connector around the HTTP call);
+* webhook lag: from that commit to the arrival of its ``payment_intent.succeeded`` webhook at
+  the receiver (the first attempt: the receiver answers 200 to everything).
+
+Prints ``payments_per_second`` (payments settled over the time from the first request to the
+last settlement), ``platform_added_p50_ms``/``p99_ms``, ``webhook_lag_p50_ms``/``p99_ms``.
+Server, simulator, receiver and load generator share the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+_HERE = Path(__file__).resolve().parent
+_spec = importlib.util.spec_from_file_location("settle_bench_ledger", _HERE / "ledger.py")
+assert _spec is not None
+assert _spec.loader is not None
+_ledger = sys.modules["settle_bench_ledger"] = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_ledger)
+bench_database, log, percentile_ms = _ledger.bench_database, _ledger.log, _ledger.percentile_ms
+source_digest = _ledger.source_digest
+
+import httpx  # noqa: E402 - after the path fix above, like bench/http.py
+
+_ENTRY = "import sys; from settle.cli import app; sys.exit(app(prog_name='settle'))"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _settle(*args: str) -> list[str]:
+    return [sys.executable, "-c", _ENTRY, *args]
+
+
+class Receiver:
+    """A loopback webhook receiver: the arrival time of each intent's succeeded event."""
+
+    def __init__(self) -> None:
+        self.arrivals: dict[str, float] = {}
+        self.count = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                arrived = time.time()
+                event = json.loads(body)
+                receiver.count += 1
+                if event["type"] == "payment_intent.succeeded":
+                    receiver.arrivals.setdefault(event["data"]["object"]["id"], arrived)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _wait_http(url: str, process: subprocess.Popen[bytes], what: str, log_path: str) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start: {Path(log_path).read_text()[-2000:]}")
+        time.sleep(0.1)
+
+
+@contextmanager
+def platform(args: argparse.Namespace, database_url: str) -> Iterator[dict[str, Any]]:
+    logs = tempfile.mkdtemp(prefix="settle_bench_payments_")
+    sim_port, settle_port = _free_port(), _free_port()
+    sim_log = f"{logs}/sim.log"
+    sim = subprocess.Popen(
+        _settle("simulate", "processor", "--port", str(sim_port), "--name", "sim",
+                "--latency-ms", str(args.latency_ms)),
+        stdout=open(sim_log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
+    )  # fmt: skip
+    env = {
+        **os.environ,
+        "SETTLE_DATABASE_URL": database_url,
+        "SETTLE_PROCESSORS": f"sim=http://127.0.0.1:{sim_port}",
+        "SETTLE_WEBHOOK_ALLOW_PRIVATE": "1",
+        "SETTLE_WORKER_CONCURRENCY": str(args.worker_concurrency),
+        "SETTLE_WEBHOOK_CONCURRENCY": str(args.webhook_concurrency),
+        "SETTLE_LOG_LEVEL": "warning",
+    }
+    subprocess.run(_settle("db", "upgrade"), env=env, check=True, capture_output=True)
+    created = json.loads(
+        subprocess.run(_settle("tenants", "create", "bench", "--json"), env=env, check=True,
+                       capture_output=True, text=True).stdout  # fmt: skip
+    )
+    serve_log = f"{logs}/serve.log"
+    serve = subprocess.Popen(
+        _settle("serve", "--port", str(settle_port), "--workers", str(args.workers)),
+        env=env, stdout=open(serve_log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
+    )  # fmt: skip
+    receiver = Receiver()
+    try:
+        _wait_http(f"http://127.0.0.1:{sim_port}/healthz", sim, "the simulator", sim_log)
+        _wait_http(f"http://127.0.0.1:{settle_port}/healthz", serve, "settle serve", serve_log)
+        log(f"settle on :{settle_port}, simulator on :{sim_port} ({args.latency_ms} ms)")
+        yield {
+            "url": f"http://127.0.0.1:{settle_port}",
+            "key": created["api_key"],
+            "receiver": receiver,
+        }
+    finally:
+        receiver.close()
+        for process in (serve, sim):
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+async def load(args: argparse.Namespace, base: dict[str, Any]) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {base['key']}"}
+    limits = httpx.Limits(max_connections=args.connections, max_keepalive_connections=args.connections)
+    async with httpx.AsyncClient(base_url=base["url"], headers=headers, limits=limits,
+                                 timeout=30) as client:  # fmt: skip
+        hook = await client.post(
+            "/v1/webhook_endpoints",
+            json={"url": base["receiver"].url, "enabled_events": ["payment_intent.succeeded"]},
+            headers={"Idempotency-Key": uuid.uuid4().hex},
+        )
+        hook.raise_for_status()
+        sent: dict[str, float] = {}
+        errors = 0
+        tasks: list[asyncio.Task[None]] = []
+
+        async def pay() -> None:
+            nonlocal errors
+            started = time.time()
+            try:
+                r = await client.post(
+                    "/v1/payment_intents",
+                    json={"amount": 2_000, "currency": "USD", "payment_method": "pm_card_visa",
+                          "confirm": True},  # fmt: skip
+                    headers={"Idempotency-Key": uuid.uuid4().hex},
+                )
+            except httpx.HTTPError:
+                errors += 1
+                return
+            if r.status_code != 201:
+                errors += 1
+                return
+            sent[r.json()["id"]] = started
+
+        interval = 1.0 / args.rate
+        begin = time.monotonic()
+        n = 0
+        while (elapsed := time.monotonic() - begin) < args.seconds:
+            due = int(elapsed / interval) + 1
+            while n < due:
+                tasks.append(asyncio.create_task(pay()))
+                n += 1
+            await asyncio.sleep(interval / 2)
+        await asyncio.gather(*tasks)
+        log(f"sent {n} payments in {time.monotonic() - begin:.1f} s ({errors} errors)")
+
+        settled: dict[str, dict[str, Any]] = {}
+        deadline = time.monotonic() + 120
+        pending = set(sent)
+        while pending and time.monotonic() < deadline:
+            for intent_id in list(pending)[:200]:
+                r = await client.get(f"/v1/payment_intents/{intent_id}")
+                body = r.json()
+                if body["status"] in ("succeeded", "failed", "requires_payment_method"):
+                    settled[intent_id] = body
+                    pending.discard(intent_id)
+            if pending:
+                await asyncio.sleep(0.2)
+        waited = time.monotonic() + 10
+        while len(base["receiver"].arrivals) < len(settled) and time.monotonic() < waited:
+            await asyncio.sleep(0.1)
+
+    added: list[float] = []
+    lags: list[float] = []
+    ends: list[float] = []
+    succeeded = 0
+    for intent_id, body in settled.items():
+        if body["status"] != "succeeded":
+            continue
+        succeeded += 1
+        end = datetime.fromisoformat(body["updated_at"].replace("Z", "+00:00")).timestamp()
+        ends.append(end)
+        processor_ms = sum(a["latency_ms"] or 0 for a in body["attempts"])
+        added.append((end - sent[intent_id]) * 1000 - processor_ms)
+        arrived = base["receiver"].arrivals.get(intent_id)
+        if arrived is not None:
+            lags.append((arrived - end) * 1000)
+    span = (max(ends) - min(sent.values())) if ends else float("nan")
+    return {
+        "offered_rate": args.rate,
+        "seconds": args.seconds,
+        "sent": n,
+        "errors": errors,
+        "succeeded": succeeded,
+        "unsettled": len(pending),
+        "payments_per_second": round(succeeded / span, 1) if ends else 0.0,
+        "platform_added_p50_ms": percentile_ms([a / 1000 for a in added], 50),
+        "platform_added_p99_ms": percentile_ms([a / 1000 for a in added], 99),
+        "webhooks_received": len(lags),
+        "webhook_lag_p50_ms": percentile_ms([x / 1000 for x in lags], 50),
+        "webhook_lag_p99_ms": percentile_ms([x / 1000 for x in lags], 99),
+    }
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", help="PostgreSQL server to create a database on")
+    parser.add_argument("--rate", type=float, default=200, help="payments offered per second")
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--latency-ms", type=float, default=5, help="the simulator's per call")
+    parser.add_argument("--workers", type=int, default=1, help="settle serve processes")
+    parser.add_argument("--worker-concurrency", type=int, default=32)
+    parser.add_argument("--webhook-concurrency", type=int, default=16)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    with bench_database(args.database_url) as url, platform(args, url) as base:
+        figures = asyncio.run(load(args, base))
+    figures["database"] = url.split(":", 1)[0]
+    figures["source"] = source_digest()
+    print(json.dumps(figures) if args.json else json.dumps(figures, indent=2))  # noqa: T201
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
