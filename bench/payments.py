@@ -50,6 +50,7 @@ source_digest = _ledger.source_digest
 
 import httpx  # noqa: E402 - after the path fix above, like bench/http.py
 
+PAYMENT = {"amount": 2_000, "currency": "USD", "payment_method": "pm_card_visa", "confirm": True}
 _ENTRY = "import sys; from settle.cli import app; sys.exit(app(prog_name='settle'))"
 
 
@@ -76,7 +77,7 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 arrived = time.time()
                 event = json.loads(body)
@@ -87,7 +88,7 @@ class Receiver:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -134,8 +135,13 @@ def platform(args: argparse.Namespace, database_url: str) -> Iterator[dict[str, 
     }
     subprocess.run(_settle("db", "upgrade"), env=env, check=True, capture_output=True)
     created = json.loads(
-        subprocess.run(_settle("tenants", "create", "bench", "--json"), env=env, check=True,
-                       capture_output=True, text=True).stdout  # fmt: skip
+        subprocess.run(
+            _settle("tenants", "create", "bench", "--json"),
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
     )
     serve_log = f"{logs}/serve.log"
     serve = subprocess.Popen(
@@ -164,9 +170,11 @@ def platform(args: argparse.Namespace, database_url: str) -> Iterator[dict[str, 
 
 async def load(args: argparse.Namespace, base: dict[str, Any]) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {base['key']}"}
-    limits = httpx.Limits(max_connections=args.connections, max_keepalive_connections=args.connections)
-    async with httpx.AsyncClient(base_url=base["url"], headers=headers, limits=limits,
-                                 timeout=30) as client:  # fmt: skip
+    limits = httpx.Limits(
+        max_connections=args.connections, max_keepalive_connections=args.connections
+    )
+    client = httpx.AsyncClient(base_url=base["url"], headers=headers, limits=limits, timeout=30)
+    async with client:
         hook = await client.post(
             "/v1/webhook_endpoints",
             json={"url": base["receiver"].url, "enabled_events": ["payment_intent.succeeded"]},
@@ -183,8 +191,7 @@ async def load(args: argparse.Namespace, base: dict[str, Any]) -> dict[str, Any]
             try:
                 r = await client.post(
                     "/v1/payment_intents",
-                    json={"amount": 2_000, "currency": "USD", "payment_method": "pm_card_visa",
-                          "confirm": True},  # fmt: skip
+                    json=PAYMENT,
                     headers={"Idempotency-Key": uuid.uuid4().hex},
                 )
             except httpx.HTTPError:
@@ -275,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         figures = asyncio.run(load(args, base))
     figures["database"] = url.split(":", 1)[0]
     figures["source"] = source_digest()
-    print(json.dumps(figures) if args.json else json.dumps(figures, indent=2))  # noqa: T201
+    print(json.dumps(figures) if args.json else json.dumps(figures, indent=2))
     return 0
 
 
