@@ -35,11 +35,13 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+# bench/http.py would shadow the standard library's http package: take this folder off the
+# path before importing it (and load the ledger benchmark's helpers by file).
 _HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 _spec = importlib.util.spec_from_file_location("settle_bench_ledger", _HERE / "ledger.py")
 assert _spec is not None
 assert _spec.loader is not None
@@ -47,6 +49,8 @@ _ledger = sys.modules["settle_bench_ledger"] = importlib.util.module_from_spec(_
 _spec.loader.exec_module(_ledger)
 bench_database, log, percentile_ms = _ledger.bench_database, _ledger.log, _ledger.percentile_ms
 source_digest = _ledger.source_digest
+
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402 - see above
 
 import httpx  # noqa: E402 - after the path fix above, like bench/http.py
 
