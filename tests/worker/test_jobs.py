@@ -119,13 +119,22 @@ def test_failures_back_off_then_the_job_is_dead(engine: sa.Engine) -> None:
     assert job.last_error == "builtins.ConnectionError"
 
 
-def test_retry_delay_is_capped_exponential_with_jitter() -> None:
-    rng = random.Random(5)
-    delays = [retry_delay(n, rng) for n in range(1, 20)]
-    assert 0.5 <= delays[0] <= 1.0
-    assert 1.0 <= delays[1] <= 2.0
-    assert 8.0 <= delays[4] <= 16.0
-    assert all(1800.0 <= d <= 3600.0 for d in delays[12:])
+class FixedDraw(random.Random):
+    """A generator whose every draw is ``value``: the jitter's two ends, exactly."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.value = value
+
+    def random(self) -> float:
+        return self.value
+
+
+def test_retry_delay_is_capped_exponential_with_jitter_over_its_upper_half() -> None:
+    lowest = [retry_delay(n, FixedDraw(0.0)) for n in (1, 2, 3, 5, 12, 13, 30)]
+    assert lowest == [0.5, 1.0, 2.0, 8.0, 1024.0, 1800.0, 1800.0]
+    assert retry_delay(3, FixedDraw(0.5)) == 3.0
+    assert retry_delay(30, FixedDraw(0.5)) == 2700.0
 
 
 def test_reschedule_runs_again_later_without_counting_a_failure(engine: sa.Engine) -> None:
