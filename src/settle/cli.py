@@ -324,6 +324,17 @@ def _uuid(text: str, what: str) -> uuid.UUID:
 # ---- serving -------------------------------------------------------------------------------
 
 
+def _die_with_parent() -> None:
+    # uvicorn re-raises SIGTERM after its graceful shutdown, so the server may end without
+    # running any cleanup: the kernel stops the demo's simulator with it (Linux).
+    import contextlib
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def _demo_processor(host: str, port: int) -> subprocess.Popen[bytes]:
     """The demo's card processor: the simulator in its own process, notifying this server
     with a secret made for this run (the processor for test cards: docs/processor-simulator.md).
@@ -344,6 +355,7 @@ def _demo_processor(host: str, port: int) -> subprocess.Popen[bytes]:
          "simulate", "processor", "--port", str(sim_port), "--name", "demo_sim",
          "--notify-url", notify],
         env={**os.environ, "SIM_NOTIFY_SECRET": secret},
+        preexec_fn=_die_with_parent,
     )  # fmt: skip
     os.environ["SETTLE_PROCESSORS"] = f"demo_sim=http://127.0.0.1:{sim_port}"
     os.environ["SETTLE_PROCESSOR_SECRETS"] = f"demo_sim={secret}"
@@ -421,7 +433,7 @@ def serve(
         log_level="warning",
         timeout_graceful_shutdown=10,
     )
-    if simulator is not None:
+    if simulator is not None:  # a normal return (e.g. Ctrl-C)
         simulator.terminate()
         simulator.wait(10)
 

@@ -32,9 +32,13 @@ from settle.worker.webhooks import WebhookRunner
 __all__ = ["create_app", "create_app_from_env"]
 
 _DESCRIPTION = """\
-Settle's HTTP API: a multi-tenant double-entry ledger.
+Settle's HTTP API: a multi-tenant double-entry ledger, card payments through processors,
+refunds, and signed webhooks.
 
-* Authenticate with `Authorization: Bearer sk_…` (scopes `ledger:read`, `ledger:write`, `admin`).
+* Authenticate with `Authorization: Bearer sk_…` (scopes `ledger:read`, `ledger:write`,
+  `payments:read`, `payments:write`, `webhooks:manage`, `admin`).
+* Payments answer at once in `processing`; the worker asks the processor after the commit, and
+  the intent's webhooks (or reading it) tell the outcome.
 * Every POST takes an `Idempotency-Key`: a retry with the same key and body replays the first
   answer byte for byte (`Idempotent-Replayed: true`).
 * Amounts are JSON integers of minor units with an upper-case ISO 4217 `currency`; timestamps
