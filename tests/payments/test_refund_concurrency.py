@@ -8,7 +8,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 from settle.errors import SettleError
-from settle.payments.service import NewRefund, create_refund
+from settle.payments.refunds import NewRefund, create_refund
 
 from .support import Shop, fee
 

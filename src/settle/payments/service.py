@@ -16,17 +16,13 @@ from typing import TYPE_CHECKING
 from settle.clock import from_micros
 from settle.jobs.model import NewJob
 from settle.ledger.model import MAX_AMOUNT
-from settle.ledger.requests import TransferSpec
 from settle.money import Currency
-from settle.payments.accounts import ensure_payment_accounts
 from settle.payments.errors import (
     AmountExceedsCapturableError,
     InvalidPaymentError,
     InvalidPaymentStateError,
     PaymentIntentNotFoundError,
-    RefundExceedsCapturedError,
 )
-from settle.payments.ledger_moves import check_moved, derived_id
 from settle.payments.methods import payment_method_token
 from settle.payments.model import (
     AttemptOperation,
@@ -34,7 +30,6 @@ from settle.payments.model import (
     IntentStatus,
     PaymentIntent,
     Refund,
-    RefundStatus,
 )
 from settle.payments.payloads import intent_payload, refund_payload
 
@@ -46,14 +41,16 @@ __all__ = [
     "JOB_CAPTURE",
     "JOB_REFUND",
     "JOB_VOID",
+    "REFUND_REASONS",
     "NewPaymentIntent",
-    "NewRefund",
+    "amount_of",
     "cancel_payment_intent",
     "capture_payment_intent",
     "confirm_payment_intent",
     "create_payment_intent",
-    "create_refund",
     "intent_event",
+    "locked_intent",
+    "metadata_of",
     "refund_event",
 ]
 
@@ -62,7 +59,7 @@ JOB_CAPTURE = "payments.capture"
 JOB_VOID = "payments.void"
 JOB_REFUND = "payments.refund"
 _CANCEL_REASONS = frozenset({"duplicate", "fraudulent", "requested_by_customer", "abandoned"})
-_REFUND_REASONS = frozenset({"duplicate", "fraudulent", "requested_by_customer"})
+REFUND_REASONS = frozenset({"duplicate", "fraudulent", "requested_by_customer"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,22 +76,13 @@ class NewPaymentIntent:
     live: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class NewRefund:
-    tenant_id: uuid.UUID
-    payment_intent_id: uuid.UUID
-    amount: int | None = None
-    reason: str | None = None
-    metadata: Mapping[str, str] = field(default_factory=dict)
-
-
-def _amount(value: object, param: str = "amount") -> int:
+def amount_of(value: object, param: str = "amount") -> int:
     if type(value) is not int or not 0 < value <= MAX_AMOUNT:
         raise InvalidPaymentError(f"{param} must be a positive integer of minor units", param=param)
     return value
 
 
-def _metadata(metadata: Mapping[str, str]) -> dict[str, str]:
+def metadata_of(metadata: Mapping[str, str]) -> dict[str, str]:
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
         raise InvalidPaymentError("metadata keys and values must be strings", param="metadata")
     return dict(metadata)
@@ -113,7 +101,7 @@ def refund_event(uow: PaymentsUnitOfWork, refund: Refund, event: str) -> None:
     uow.ledger.append_event(refund.tenant_id, f"refund.{event}", refund.id, refund_payload(refund))
 
 
-def _locked_intent(
+def locked_intent(
     uow: PaymentsUnitOfWork, tenant_id: uuid.UUID, intent_id: uuid.UUID
 ) -> PaymentIntent:
     intent = uow.payments.get_intent(tenant_id, intent_id, lock=True)
@@ -166,7 +154,7 @@ def create_payment_intent(uow: PaymentsUnitOfWork, cmd: NewPaymentIntent) -> Pay
         InvalidPaymentError: a bad amount, capture method, customer or metadata.
         InvalidPaymentMethodError: not a test token or test card (or one with a live key).
     """
-    amount = _amount(cmd.amount)
+    amount = amount_of(cmd.amount)
     currency = Currency.of(cmd.currency).code
     try:
         capture_method = CaptureMethod(cmd.capture_method)
@@ -183,7 +171,7 @@ def create_payment_intent(uow: PaymentsUnitOfWork, cmd: NewPaymentIntent) -> Pay
     )
     if cmd.confirm and method is None:
         raise InvalidPaymentError("confirm needs a payment_method", param="payment_method")
-    metadata = _metadata(cmd.metadata)
+    metadata = metadata_of(cmd.metadata)
     with uow:
         now = from_micros(uow.now())
         intent = PaymentIntent(
@@ -226,7 +214,7 @@ def confirm_payment_intent(
     """
     method = None if payment_method is None else payment_method_token(payment_method, live=live)
     with uow:
-        intent = _locked_intent(uow, tenant_id, intent_id)
+        intent = locked_intent(uow, tenant_id, intent_id)
         if intent.status not in (
             IntentStatus.REQUIRES_PAYMENT_METHOD,
             IntentStatus.REQUIRES_CONFIRMATION,
@@ -254,12 +242,12 @@ def capture_payment_intent(
         AmountExceedsCapturableError.
     """
     with uow:
-        intent = _locked_intent(uow, tenant_id, intent_id)
+        intent = locked_intent(uow, tenant_id, intent_id)
         if intent.status is not IntentStatus.REQUIRES_CAPTURE:
             raise InvalidPaymentStateError(
                 f"a {intent.status.value} payment intent cannot be captured", param="id"
             )
-        to_capture = intent.amount_capturable if amount is None else _amount(amount)
+        to_capture = intent.amount_capturable if amount is None else amount_of(amount)
         if to_capture > intent.amount_capturable:
             raise AmountExceedsCapturableError(
                 f"{to_capture} exceeds the {intent.amount_capturable} that can be captured",
@@ -299,7 +287,7 @@ def cancel_payment_intent(
             param="cancellation_reason",
         )
     with uow:
-        intent = _locked_intent(uow, tenant_id, intent_id)
+        intent = locked_intent(uow, tenant_id, intent_id)
         now = from_micros(uow.now())
         if intent.status in (
             IntentStatus.REQUIRES_PAYMENT_METHOD,
@@ -327,90 +315,3 @@ def cancel_payment_intent(
             )
         uow.commit()
     return canceled
-
-
-def create_refund(uow: PaymentsUnitOfWork, cmd: NewRefund) -> Refund:
-    """Refund a captured payment, in full or in part; several partial refunds may follow.
-
-    The refund's amount is held out of the merchant's balance at once (a pending ledger
-    transfer back to the processor's clearing account) and the intent's ``amount_refunded``
-    grows under the intent's row lock, so concurrent refunds never total more than was
-    captured (the database's check is the backstop). The platform keeps its fee.
-
-    Raises:
-        PaymentIntentNotFoundError, InvalidPaymentStateError (not succeeded),
-        RefundExceedsCapturedError, InvalidPaymentError.
-    """
-    if cmd.reason is not None and cmd.reason not in _REFUND_REASONS:
-        raise InvalidPaymentError(
-            f"reason is one of {', '.join(sorted(_REFUND_REASONS))}", param="reason"
-        )
-    metadata = _metadata(cmd.metadata)
-    with uow:
-        intent = _locked_intent(uow, cmd.tenant_id, cmd.payment_intent_id)
-        if intent.status is not IntentStatus.SUCCEEDED or intent.processor is None:
-            raise InvalidPaymentStateError(
-                f"a {intent.status.value} payment intent cannot be refunded",
-                param="payment_intent",
-            )
-        left = intent.amount_received - intent.amount_refunded
-        amount = left if cmd.amount is None else _amount(cmd.amount)
-        if amount > left or left == 0:
-            raise RefundExceedsCapturedError(
-                f"{amount} exceeds the {left} left to refund", param="amount"
-            )
-        now = from_micros(uow.now())
-        refund_id = uuid.uuid4()
-        hold_id = derived_id("refund_hold", refund_id)
-        uow.ledger.lock_tenant(cmd.tenant_id)
-        accounts = ensure_payment_accounts(
-            uow, cmd.tenant_id, intent.currency, intent.processor, now
-        )
-        check_moved(
-            uow.ledger.apply_transfers(
-                [
-                    TransferSpec.shorthand(
-                        cmd.tenant_id,
-                        hold_id,
-                        debit_account_id=accounts.merchant,
-                        credit_account_id=accounts.clearing,
-                        amount=amount,
-                        currency=intent.currency,
-                        pending=True,
-                        description=f"refund {refund_id} of payment {intent.id}",
-                        metadata={"refund": str(refund_id), "payment_intent": str(intent.id)},
-                    )
-                ]
-            )
-        )
-        refund = Refund(
-            tenant_id=cmd.tenant_id,
-            id=refund_id,
-            intent_id=intent.id,
-            amount=amount,
-            currency=intent.currency,
-            status=RefundStatus.PENDING,
-            reason=cmd.reason,
-            created_at=now,
-            updated_at=now,
-            hold_transfer_id=hold_id,
-            processor=intent.processor,
-            metadata=metadata,
-        )
-        uow.payments.insert_refund(refund)
-        refunded = intent.moved(intent.status, now, amount_refunded=intent.amount_refunded + amount)
-        uow.payments.update_intent(refunded)
-        refund_event(uow, refund, "created")
-        uow.jobs.enqueue(
-            NewJob(
-                tenant_id=cmd.tenant_id,
-                kind=JOB_REFUND,
-                payload={"refund_id": str(refund_id)},
-                run_at=uow.now(),
-                dedupe_key=f"{JOB_REFUND}:{cmd.tenant_id.hex}:{refund_id.hex}",
-                max_attempts=12,
-            ),
-            now=uow.now(),
-        )
-        uow.commit()
-    return refund

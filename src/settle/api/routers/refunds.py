@@ -15,7 +15,7 @@ from settle.api.routers.common import Limit
 from settle.payments.errors import RefundNotFoundError
 from settle.payments.model import Refund
 from settle.payments.payloads import refund_payload
-from settle.payments.service import NewRefund, create_refund
+from settle.payments.refunds import NewRefund, create_refund
 from settle.store.payments_repo import SqlPaymentsRepository, refunds_page
 from settle.store.uow import SqlUnitOfWork
 
