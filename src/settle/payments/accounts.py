@@ -19,7 +19,7 @@ from settle.ledger.service import account_payload
 if TYPE_CHECKING:
     from settle.payments.ports import PaymentsUnitOfWork
 
-__all__ = ["PaymentAccounts", "ensure_payment_accounts"]
+__all__ = ["KnownAccounts", "PaymentAccounts", "ensure_payment_accounts"]
 
 _NAMESPACE = uuid.UUID("a4f1e0d2-8c3b-4e5f-9a7d-1b2c3d4e5f60")
 
@@ -31,6 +31,20 @@ class PaymentAccounts:
     fees: uuid.UUID
 
 
+class KnownAccounts:
+    """Account ids found before, by (tenant, code): accounts are never deleted, so a process
+    that has seen one need not read it again."""
+
+    def __init__(self) -> None:
+        self._ids: dict[tuple[uuid.UUID, str], uuid.UUID] = {}
+
+    def get(self, tenant_id: uuid.UUID, code: str) -> uuid.UUID | None:
+        return self._ids.get((tenant_id, code))
+
+    def remember(self, tenant_id: uuid.UUID, code: str, account_id: uuid.UUID) -> None:
+        self._ids[tenant_id, code] = account_id
+
+
 def _ensure(
     uow: PaymentsUnitOfWork,
     tenant_id: uuid.UUID,
@@ -39,9 +53,14 @@ def _ensure(
     kind: AccountType,
     currency: str,
     now: datetime,
+    known: KnownAccounts | None,
 ) -> uuid.UUID:
+    if known is not None and (seen := known.get(tenant_id, code)) is not None:
+        return seen
     found = uow.ledger.get_account_by_code(tenant_id, code)
     if found is not None:
+        if known is not None:
+            known.remember(tenant_id, code, found.id)
         return found.id
     account = Account(
         tenant_id=tenant_id,
@@ -65,20 +84,30 @@ def _ensure(
 
 
 def ensure_payment_accounts(
-    uow: PaymentsUnitOfWork, tenant_id: uuid.UUID, currency: str, processor: str, now: datetime
+    uow: PaymentsUnitOfWork,
+    tenant_id: uuid.UUID,
+    currency: str,
+    processor: str,
+    now: datetime,
+    known: KnownAccounts | None = None,
 ) -> PaymentAccounts:
-    """The accounts for ``processor`` and ``currency``; the caller holds the tenant's lock."""
+    """The accounts for ``processor`` and ``currency``; the caller holds the tenant's lock.
+
+    ``known`` learns ids only from reads of accounts that were there already, never from this
+    transaction's own inserts, so a creation that is rolled back is never remembered (call it
+    once per transaction).
+    """
     return PaymentAccounts(
         clearing=_ensure(
             uow, tenant_id, f"payments:clearing:{processor}:{currency}",
-            f"{processor} clearing ({currency})", AccountType.ASSET, currency, now,
+            f"{processor} clearing ({currency})", AccountType.ASSET, currency, now, known,
         ),
         merchant=_ensure(
             uow, tenant_id, f"payments:merchant:{currency}",
-            f"Merchant balance ({currency})", AccountType.LIABILITY, currency, now,
+            f"Merchant balance ({currency})", AccountType.LIABILITY, currency, now, known,
         ),
         fees=_ensure(
             uow, tenant_id, f"payments:fees:{currency}",
-            f"Platform fees ({currency})", AccountType.REVENUE, currency, now,
+            f"Platform fees ({currency})", AccountType.REVENUE, currency, now, known,
         ),
     )  # fmt: skip

@@ -216,7 +216,7 @@ class Authorizations(Settler):
     ) -> None:
         uow.ledger.lock_tenant(intent.tenant_id)
         accounts = ensure_payment_accounts(
-            uow, intent.tenant_id, intent.currency, attempt.processor, moment
+            uow, intent.tenant_id, intent.currency, attempt.processor, moment, self.known_accounts
         )
         lines = payment_lines(accounts, intent.amount, intent.currency, self.fees)
         automatic = intent.capture_method is CaptureMethod.AUTOMATIC

@@ -180,7 +180,12 @@ class FollowUps(Settler):
         uow.ledger.lock_tenant(intent.tenant_id)
         if attempt.operation is AttemptOperation.CAPTURE:
             accounts = ensure_payment_accounts(
-                uow, intent.tenant_id, intent.currency, intent.processor, moment
+                uow,
+                intent.tenant_id,
+                intent.currency,
+                intent.processor,
+                moment,
+                self.known_accounts,
             )
             captured = attempt.amount
             lines = capture_lines(

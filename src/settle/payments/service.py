@@ -89,15 +89,14 @@ def metadata_of(metadata: Mapping[str, str]) -> dict[str, str]:
 
 
 def intent_event(uow: PaymentsUnitOfWork, intent: PaymentIntent, event: str) -> None:
-    """Append ``payment_intent.<event>`` with the intent's snapshot (takes the tenant's lock)."""
-    uow.ledger.lock_tenant(intent.tenant_id)
+    """Append ``payment_intent.<event>`` with the intent's snapshot (appending takes the
+    tenant's lock)."""
     uow.ledger.append_event(
         intent.tenant_id, f"payment_intent.{event}", intent.id, intent_payload(intent)
     )
 
 
 def refund_event(uow: PaymentsUnitOfWork, refund: Refund, event: str) -> None:
-    uow.ledger.lock_tenant(refund.tenant_id)
     uow.ledger.append_event(refund.tenant_id, f"refund.{event}", refund.id, refund_payload(refund))
 
 

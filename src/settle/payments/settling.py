@@ -17,6 +17,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from settle.jobs.model import Reschedule
+from settle.payments.accounts import KnownAccounts
 from settle.payments.model import (
     AttemptStatus,
     PaymentAttempt,
@@ -70,6 +71,7 @@ class Settler:
         self.processors = processors
         self.fees = fees
         self.resolve_after_seconds = resolve_after_seconds
+        self.known_accounts = KnownAccounts()
 
     def ask(self, processor: Processor, key: str) -> ProcessorResult:
         """The final answer to the request sent with ``key``, as far as the processor knows."""
