@@ -189,10 +189,20 @@ def create_payment_intent(uow: PaymentsUnitOfWork, cmd: NewPaymentIntent) -> Pay
             created_at=now,
             updated_at=now,
         )
-        uow.payments.insert_intent(intent)
-        intent_event(uow, intent, "created")
         if cmd.confirm:
-            intent = _start_authorization(uow, intent, None)
+            # Created and confirmed in one write: the row goes in already processing, and
+            # both events are told, each with its own snapshot.
+            confirmed = intent.moved(
+                IntentStatus.PROCESSING, now, action=AttemptOperation.AUTHORIZE
+            )
+            uow.payments.insert_intent(confirmed)
+            intent_event(uow, intent, "created")
+            intent_event(uow, confirmed, "processing")
+            _enqueue(uow, JOB_AUTHORIZE, confirmed)
+            intent = confirmed
+        else:
+            uow.payments.insert_intent(intent)
+            intent_event(uow, intent, "created")
         uow.commit()
     return intent
 

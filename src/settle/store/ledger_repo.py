@@ -153,6 +153,10 @@ class SqlLedgerRepository:
         # Tenants whose chain head this transaction holds: the lock every writer of a tenant's
         # accounts takes first (the ledger's committer relies on it and locks no account row).
         self._locked: set[uuid.UUID] = set()
+        # Each locked tenant's last event seq as this transaction left it: appending more
+        # events needs no second read of the locked head (moving money forgets it: the
+        # ledger's own writes advance the head behind this repository's back).
+        self._event_seqs: dict[uuid.UUID, int] = {}
 
     # ---- accounts --------------------------------------------------------------------------
 
@@ -168,6 +172,7 @@ class SqlLedgerRepository:
 
         for tenant_id in sorted({r.tenant_id for r in requests}):
             self._locked.add(tenant_id)  # the apply takes each tenant's chain head
+            self._event_seqs.pop(tenant_id, None)
         return apply_in_transaction(self.conn, self.clock, requests, atomic=atomic)
 
     def get_account(
@@ -449,9 +454,12 @@ class SqlLedgerRepository:
         payload: Mapping[str, object],
     ) -> int:
         """Append one event, numbered in the tenant's sequence (the chain head is locked)."""
-        head = self._lock_head(tenant_id)
-        seq = int(head.last_event_seq) + 1
+        last = self._event_seqs.get(tenant_id)
+        if last is None:
+            last = int(self._lock_head(tenant_id).last_event_seq)
+        seq = last + 1
         self.conn.execute(H.update().where(H.c.tenant_id == tenant_id).values(last_event_seq=seq))
+        self._event_seqs[tenant_id] = seq
         self.conn.execute(
             E.insert().values(
                 tenant_id=tenant_id,
@@ -474,4 +482,5 @@ class SqlLedgerRepository:
             )
             row = self.conn.execute(stmt).one()
         self._locked.add(tenant_id)
+        self._event_seqs[tenant_id] = int(row.last_event_seq)
         return row
