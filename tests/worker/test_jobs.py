@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from settle.jobs.model import Job, JobStatus, NewJob, Reschedule, retry_delay
 from settle.store.db import create_db_engine
-from settle.store.jobs_repo import SqlJobQueue, claim_jobs
+from settle.store.jobs_repo import SqlJobQueue, claim_jobs, purge_finished_jobs
 from settle.worker.jobs import JobRunner
 
 TENANT = uuid.UUID("11111111-2222-3333-4444-555555555555")
@@ -246,3 +246,32 @@ def test_the_background_loop_runs_what_is_enqueued(engine: sa.Engine) -> None:
         assert done.wait(5)
     finally:
         runner.stop()
+
+
+def test_succeeded_jobs_are_purged_after_the_retention_and_dead_ones_kept(
+    engine: sa.Engine,
+) -> None:
+    clock = Clock()
+    done_id, dead_id, queued_id = (
+        enqueue(engine),
+        enqueue(engine, max_attempts=1),
+        enqueue(engine, run_at=T0 + 100 * SECOND),
+    )
+
+    def run(job: Job) -> None:
+        if job.id == dead_id:
+            raise RuntimeError("poisoned")
+
+    runner = JobRunner(engine, {"test.echo": run}, clock)
+    try:
+        assert runner.run_once() == 2
+    finally:
+        runner.stop()
+    assert status(engine, done_id)[0] is JobStatus.SUCCEEDED
+    assert status(engine, dead_id)[0] is JobStatus.DEAD
+
+    assert purge_finished_jobs(engine, before=T0) == 0  # finished at T0: not before it
+    assert purge_finished_jobs(engine, before=T0 + 1, chunk=1) == 1
+    with engine.connect() as conn:
+        left = {r[0] for r in conn.execute(sa.text("SELECT id FROM jobs"))}
+    assert {uuid.UUID(str(i)) for i in left} == {dead_id, queued_id}

@@ -24,6 +24,7 @@ __all__ = [
     "finish_job",
     "get_job",
     "jobs_page",
+    "purge_finished_jobs",
     "requeue_job",
     "reschedule_job",
 ]
@@ -250,3 +251,20 @@ def requeue_job(conn: sa.Connection, tenant_id: uuid.UUID, job_id: uuid.UUID, *,
         )
     )
     return bool(done.rowcount)
+
+
+def purge_finished_jobs(engine: sa.Engine, before: int, *, chunk: int = 10_000) -> int:
+    """Delete succeeded jobs last changed before ``before`` (microseconds), ``chunk`` at a
+    time; count them. Dead jobs stay until an operator retries them."""
+    purged = 0
+    while True:
+        with engine.begin() as conn:
+            doomed = (
+                sa.select(J.c.id)
+                .where(J.c.status == JobStatus.SUCCEEDED.value, J.c.updated_at < before)
+                .limit(chunk)
+            )
+            deleted = conn.execute(J.delete().where(J.c.id.in_(doomed.scalar_subquery()))).rowcount
+        purged += deleted
+        if deleted < chunk:
+            return purged

@@ -1,5 +1,6 @@
 """The maintenance runner: expires pending transfers past their timeout, purges old
-idempotency keys and records API key use, every few seconds, on a thread of its own."""
+idempotency keys and succeeded jobs, and records API key use, every few seconds, on a thread
+of its own."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import structlog
 
 from settle.ledger.service import expire_pending
 from settle.store.idempotency import purge_idempotency_keys
+from settle.store.jobs_repo import purge_finished_jobs
 
 if TYPE_CHECKING:
     from settle.clock import Clock
@@ -58,7 +60,7 @@ class MaintenanceRunner:
 
     def run_once(self) -> dict[str, int]:
         """One round of every job; a failing job is logged and retried next round."""
-        done = {"expired": 0, "purged": 0, "keys_touched": 0}
+        done = {"expired": 0, "purged": 0, "jobs_purged": 0, "keys_touched": 0}
         now = self.clock()
         try:
             done["expired"] = len(expire_pending(self.store.uow(), self.store.writer, now))
@@ -68,6 +70,12 @@ class MaintenanceRunner:
             done["purged"] = purge_idempotency_keys(self.store.db, now - self.retention * 1_000_000)
         except Exception as exc:  # noqa: BLE001 - retried next round
             _log.warning("purging idempotency keys failed", error=type(exc).__name__)
+        try:
+            done["jobs_purged"] = purge_finished_jobs(
+                self.store.db, now - self.retention * 1_000_000
+            )
+        except Exception as exc:  # noqa: BLE001 - retried next round
+            _log.warning("purging finished jobs failed", error=type(exc).__name__)
         done["keys_touched"] = self._record_key_uses()
         return done
 
