@@ -21,6 +21,7 @@ from settle.payments.ledger_moves import (
 )
 from settle.payments.methods import card_number_for
 from settle.payments.model import (
+    UNANSWERED,
     AttemptOperation,
     AttemptStatus,
     CaptureMethod,
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
 
 _log = structlog.get_logger(__name__)
 _O = ProcessorOutcome
-_OPEN = (AttemptStatus.PENDING, AttemptStatus.UNKNOWN)
 
 __all__ = ["Authorizations"]
 
@@ -117,7 +117,7 @@ class Authorizations(Settler):
                 for a in uow.payments.attempts_for(tenant_id, intent_id)
                 if a.operation is AttemptOperation.AUTHORIZE
             ]
-            unsettled = [a for a in attempts if a.status in _OPEN]
+            unsettled = [a for a in attempts if a.status in UNANSWERED]
             if unsettled:
                 # Maybe sent by a run that died, or sent and timed out: ask, never resend.
                 return intent, unsettled[-1], True

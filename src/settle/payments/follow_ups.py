@@ -19,6 +19,7 @@ from settle.payments.ledger_moves import (
     post_hold,
 )
 from settle.payments.model import (
+    UNANSWERED,
     AttemptOperation,
     AttemptStatus,
     IntentStatus,
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
 
 _log = structlog.get_logger(__name__)
 _O = ProcessorOutcome
-_OPEN = (AttemptStatus.PENDING, AttemptStatus.UNKNOWN)
 
 __all__ = ["FollowUps"]
 
@@ -102,7 +102,7 @@ class FollowUps(Settler):
             unsettled = [
                 a
                 for a in uow.payments.attempts_for(tenant_id, intent_id)
-                if a.operation is operation and a.status in _OPEN
+                if a.operation is operation and a.status in UNANSWERED
             ]
             if unsettled:
                 return intent, unsettled[-1], True

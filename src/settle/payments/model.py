@@ -18,6 +18,7 @@ from settle.payments.errors import InvalidPaymentStateError
 __all__ = [
     "ATTEMPT_KEY_PREFIX",
     "REFUND_KEY_PREFIX",
+    "UNANSWERED",
     "AttemptOperation",
     "AttemptStatus",
     "CaptureMethod",
@@ -107,6 +108,8 @@ class AttemptStatus(StrEnum):
 
 
 _A = AttemptStatus
+# Attempts still waiting for the processor's answer: they are asked about, never resent.
+UNANSWERED = frozenset({_A.PENDING, _A.UNKNOWN})
 ATTEMPT_TRANSITIONS: Mapping[AttemptStatus, frozenset[AttemptStatus]] = {
     _A.PENDING: frozenset({_A.APPROVED, _A.DECLINED, _A.NOT_PROCESSED, _A.UNKNOWN}),
     _A.UNKNOWN: frozenset({_A.APPROVED, _A.DECLINED, _A.NOT_PROCESSED}),

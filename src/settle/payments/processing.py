@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 from settle.payments.authorizations import Authorizations
 from settle.payments.follow_ups import FollowUps
 from settle.payments.model import (
+    UNANSWERED,
     AttemptOperation,
-    AttemptStatus,
     parse_processor_key,
 )
 from settle.payments.processors import (
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from settle.payments.processors import ProcessorDirectory
 
 _O = ProcessorOutcome
-_OPEN = (AttemptStatus.PENDING, AttemptStatus.UNKNOWN)
 
 __all__ = ["PaymentProcessing", "ProcessorUnavailableError"]
 
@@ -101,7 +100,7 @@ class PaymentProcessing:
             return self.refunds.record_refund(tenant_id, object_id, result)
         with self.uow() as uow:
             attempt = uow.payments.get_attempt(tenant_id, object_id)
-        if attempt is None or attempt.processor != processor or attempt.status not in _OPEN:
+        if attempt is None or attempt.processor != processor or attempt.status not in UNANSWERED:
             return False
         if attempt.operation is AttemptOperation.AUTHORIZE:
             self.authorizations.record_authorization(tenant_id, object_id, result)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from settle.jobs.model import Reschedule
 from settle.payments.accounts import KnownAccounts
 from settle.payments.model import (
+    UNANSWERED,
     AttemptStatus,
     PaymentAttempt,
     PaymentIntent,
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
     from settle.payments.processors import Processor, ProcessorDirectory
 
 _O = ProcessorOutcome
-_OPEN = (AttemptStatus.PENDING, AttemptStatus.UNKNOWN)
 
 __all__ = ["Next", "ProcessorUnavailableError", "Settler", "answered"]
 
@@ -95,7 +95,7 @@ class Settler:
         attempt = uow.payments.get_attempt(tenant_id, attempt_id)  # re-read under the lock
         if intent is None or attempt is None:
             return Next.DONE
-        if attempt.status not in _OPEN:
+        if attempt.status not in UNANSWERED:
             # Answered already (by a notification, or a run that died after recording).
             return Next.RETRY if attempt.status is AttemptStatus.NOT_PROCESSED else Next.DONE
         return intent, attempt

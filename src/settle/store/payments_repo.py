@@ -203,28 +203,35 @@ class SqlPaymentsRepository:
     def insert_intent(self, intent: PaymentIntent) -> None:
         self.conn.execute(PI.insert().values(**_intent_values(intent)))
 
+    def _row(self, table: sa.Table, tenant_id: uuid.UUID, row_id: uuid.UUID, lock: bool) -> Any:
+        query = sa.select(table).where(table.c.tenant_id == tenant_id, table.c.id == row_id)
+        if lock:
+            query = query.with_for_update()
+        return self.conn.execute(query).first()
+
     def get_intent(
         self, tenant_id: uuid.UUID, intent_id: uuid.UUID, *, lock: bool = False
     ) -> PaymentIntent | None:
-        query = sa.select(PI).where(PI.c.tenant_id == tenant_id, PI.c.id == intent_id)
-        if lock:
-            query = query.with_for_update()
-        row = self.conn.execute(query).first()
+        row = self._row(PI, tenant_id, intent_id, lock)
         return None if row is None else _intent(row)
 
-    def update_intent(self, intent: PaymentIntent) -> None:
-        values = _intent_values(intent)
+    def _update_next_version(self, table: sa.Table, values: dict[str, Any], what: str) -> None:
+        """Write ``values`` over the row one version older, or fail loudly."""
+        c = table.c
         done = self.conn.execute(
-            PI.update()
+            table.update()
             .where(
-                PI.c.tenant_id == intent.tenant_id,
-                PI.c.id == intent.id,
-                PI.c.version == intent.version - 1,
+                c.tenant_id == values["tenant_id"],
+                c.id == values["id"],
+                c.version == values["version"] - 1,
             )
             .values(**values)
         )
         if done.rowcount != 1:
-            raise StaleWriteError(f"payment intent {intent.id} changed under this write")
+            raise StaleWriteError(f"{what} {values['id']} changed under this write")
+
+    def update_intent(self, intent: PaymentIntent) -> None:
+        self._update_next_version(PI, _intent_values(intent), "payment intent")
 
     # ---- attempts --------------------------------------------------------------------------
 
@@ -240,9 +247,7 @@ class SqlPaymentsRepository:
         )
 
     def get_attempt(self, tenant_id: uuid.UUID, attempt_id: uuid.UUID) -> PaymentAttempt | None:
-        row = self.conn.execute(
-            sa.select(PA).where(PA.c.tenant_id == tenant_id, PA.c.id == attempt_id)
-        ).first()
+        row = self._row(PA, tenant_id, attempt_id, False)
         return None if row is None else _attempt(row)
 
     def attempts_for(self, tenant_id: uuid.UUID, intent_id: uuid.UUID) -> list[PaymentAttempt]:
@@ -261,24 +266,11 @@ class SqlPaymentsRepository:
     def get_refund(
         self, tenant_id: uuid.UUID, refund_id: uuid.UUID, *, lock: bool = False
     ) -> Refund | None:
-        query = sa.select(RF).where(RF.c.tenant_id == tenant_id, RF.c.id == refund_id)
-        if lock:
-            query = query.with_for_update()
-        row = self.conn.execute(query).first()
+        row = self._row(RF, tenant_id, refund_id, lock)
         return None if row is None else _refund(row)
 
     def update_refund(self, refund: Refund) -> None:
-        done = self.conn.execute(
-            RF.update()
-            .where(
-                RF.c.tenant_id == refund.tenant_id,
-                RF.c.id == refund.id,
-                RF.c.version == refund.version - 1,
-            )
-            .values(**_refund_values(refund))
-        )
-        if done.rowcount != 1:
-            raise StaleWriteError(f"refund {refund.id} changed under this write")
+        self._update_next_version(RF, _refund_values(refund), "refund")
 
     def refunds_for(self, tenant_id: uuid.UUID, intent_id: uuid.UUID) -> list[Refund]:
         rows = self.conn.execute(
