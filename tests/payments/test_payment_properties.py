@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from settle.api import Settings, create_app
-from settle.payments.methods import card_number_for
-from settle.payments.processors import AuthorizeRequest
+from settle.jobs.model import Job
+from settle.payments.service import JOB_AUTHORIZE
 from settle.simulator import SimulatorConfig, SimulatorThread
 from settle.store.jobs_repo import claim_jobs
 from settle.store.ledger_verify import verify_ledger
@@ -150,17 +150,10 @@ def _send_and_die(p: Platform, tenant_id: uuid.UUID, intent_id: str) -> None:
     """A worker records an authorization attempt and sends it, then dies before recording the
     answer: the processor may hold a charge that Settle has not heard of yet."""
     authorizations = p.state.payments.authorizations
-    step = authorizations._authorization_step(tenant_id, uuid.UUID(intent_id))
-    if step is None:
-        return
-    intent, attempt, ask = step
-    if ask:
-        return
-    authorizations.processors.get(attempt.processor).authorize(
-        AuthorizeRequest(attempt.idempotency_key, attempt.amount, intent.currency,
-                         card_number_for(intent.payment_method),
-                         intent.capture_method.value == "automatic", str(intent.id))
-    )  # fmt: skip
+    job = Job(uuid.uuid4(), tenant_id, JOB_AUTHORIZE, {"intent_id": intent_id}, 1, 12, "crashed")
+    steps = authorizations._authorization_steps([job], {})
+    if steps and not steps[0].ask:
+        authorizations._call(steps[0])  # sent; the answer is never recorded
 
 
 def _run(

@@ -7,12 +7,13 @@ import random
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pytest
 import sqlalchemy as sa
 
 from settle.jobs.model import Job, JobStatus, NewJob, Reschedule, retry_delay
+from settle.store import job_tables
 from settle.store.db import create_db_engine
 from settle.store.jobs_repo import SqlJobQueue, claim_jobs, purge_finished_jobs
 from settle.worker.jobs import JobRunner
@@ -275,3 +276,119 @@ def test_succeeded_jobs_are_purged_after_the_retention_and_dead_ones_kept(
     with engine.connect() as conn:
         left = {r[0] for r in conn.execute(sa.text("SELECT id FROM jobs"))}
     assert {uuid.UUID(str(i)) for i in left} == {dead_id, queued_id}
+
+
+# ---- batched kinds ---------------------------------------------------------------------------
+
+
+def test_a_batched_kind_runs_its_due_jobs_in_one_call_and_each_outcome_is_recorded(
+    engine: sa.Engine,
+) -> None:
+    clock = Clock()
+    ids = [enqueue(engine, kind="test.batch") for _ in range(5)]
+    single = enqueue(engine)
+    calls: list[list[uuid.UUID]] = []
+    singles: list[Job] = []
+
+    def batch(jobs: Sequence[Job]) -> dict[uuid.UUID, BaseException | None]:
+        calls.append([j.id for j in jobs])
+        first, second, third, fourth, _fifth = sorted(j.id for j in jobs)
+        return {
+            first: None,
+            second: None,
+            third: Reschedule(30, "ask again"),
+            fourth: ConnectionError("down"),
+            # the fifth is left out: it is retried like a failure
+        }
+
+    runner = JobRunner(
+        engine, {"test.echo": singles.append}, clock, batch_handlers={"test.batch": batch},
+        rng=random.Random(1),
+    )  # fmt: skip
+    try:
+        assert runner.run_once() == 6
+    finally:
+        runner.stop()
+    assert len(calls) == 1
+    assert sorted(calls[0]) == sorted(i for i in ids if i is not None)
+    assert [j.id for j in singles] == [single]
+    first, second, third, fourth, fifth = sorted(i for i in ids if i is not None)
+    assert status(engine, first) == (JobStatus.SUCCEEDED, 1)
+    assert status(engine, second) == (JobStatus.SUCCEEDED, 1)
+    assert status(engine, third) == (JobStatus.QUEUED, 0)  # a reschedule is no attempt
+    assert status(engine, fourth) == (JobStatus.QUEUED, 1)
+    assert status(engine, fifth) == (JobStatus.QUEUED, 1)
+    with engine.connect() as conn:
+        jobs = job_tables.jobs
+        errors = {r.id: r.last_error for r in conn.execute(sa.select(jobs.c.id, jobs.c.last_error))}
+    assert errors[third] == "ask again"
+    assert errors[fourth] == "builtins.ConnectionError"
+    assert errors[fifth] == "builtins.RuntimeError"
+
+
+def test_a_batch_handler_that_raises_fails_every_job_of_the_batch(engine: sa.Engine) -> None:
+    clock = Clock()
+    ids = [enqueue(engine, kind="test.batch", max_attempts=1) for _ in range(3)]
+
+    def batch(_jobs: Sequence[Job]) -> dict[uuid.UUID, BaseException | None]:
+        raise ValueError("the database went away")
+
+    runner = JobRunner(engine, {}, clock, batch_handlers={"test.batch": batch})
+    try:
+        assert runner.run_once() == 3
+    finally:
+        runner.stop()
+    for job_id in ids:
+        assert job_id is not None
+        assert status(engine, job_id) == (JobStatus.DEAD, 1)
+
+
+def test_batches_hold_at_most_batch_size_jobs_and_the_background_loop_drains_them(
+    engine: sa.Engine,
+) -> None:
+    clock = Clock()
+    ids = {enqueue(engine, kind="test.batch") for _ in range(25)}
+    sizes: list[int] = []
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def batch(jobs: Sequence[Job]) -> dict[uuid.UUID, BaseException | None]:
+        with lock:
+            sizes.append(len(jobs))
+            if sum(sizes) == len(ids):
+                done.set()
+        return {j.id: None for j in jobs}
+
+    runner = JobRunner(
+        engine, {}, clock, batch_handlers={"test.batch": batch}, batch_size=10, poll_seconds=0.01
+    )
+    runner.start()
+    try:
+        assert done.wait(20)
+    finally:
+        runner.stop()
+    assert max(sizes) <= 10
+    assert sum(sizes) == 25
+    for job_id in ids:
+        assert job_id is not None
+        assert status(engine, job_id) == (JobStatus.SUCCEEDED, 1)
+
+
+def test_a_batch_finished_by_a_worker_whose_lease_lapsed_changes_nothing(
+    engine: sa.Engine,
+) -> None:
+    clock = Clock()
+    job_id = enqueue(engine, kind="test.batch")
+    assert job_id is not None
+    late = claim_jobs(engine, worker_id="late", now=T0, lease_us=SECOND, limit=5)
+    clock.now += 2 * SECOND  # the late worker's lease lapsed; another takes the job
+    taken = claim_jobs(engine, worker_id="next", now=clock.now, lease_us=60 * SECOND, limit=5)
+    assert [j.id for j in taken] == [job_id]
+    runner = JobRunner(
+        engine, {}, clock, batch_handlers={"test.batch": lambda js: {j.id: None for j in js}}
+    )
+    try:
+        runner.run_batch(late)
+    finally:
+        runner.stop()
+    assert status(engine, job_id) == (JobStatus.RUNNING, 2)  # still the next worker's

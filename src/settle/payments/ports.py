@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from settle.ledger.ports import LedgerUnitOfWork
@@ -26,6 +27,12 @@ class PaymentsRepository(Protocol):
 
     def update_intent(self, intent: PaymentIntent) -> None: ...
 
+    def get_intents(
+        self, tenant_id: uuid.UUID, intent_ids: Collection[uuid.UUID], *, lock: bool = False
+    ) -> dict[uuid.UUID, PaymentIntent]: ...
+
+    def update_intents(self, intents: Sequence[PaymentIntent]) -> None: ...
+
     def insert_attempt(self, attempt: PaymentAttempt) -> None: ...
 
     def update_attempt(self, attempt: PaymentAttempt) -> None: ...
@@ -33,6 +40,18 @@ class PaymentsRepository(Protocol):
     def get_attempt(self, tenant_id: uuid.UUID, attempt_id: uuid.UUID) -> PaymentAttempt | None: ...
 
     def attempts_for(self, tenant_id: uuid.UUID, intent_id: uuid.UUID) -> list[PaymentAttempt]: ...
+
+    def insert_attempts(self, attempts: Sequence[PaymentAttempt]) -> None: ...
+
+    def update_attempts(self, attempts: Sequence[PaymentAttempt]) -> None: ...
+
+    def get_attempts(
+        self, tenant_id: uuid.UUID, attempt_ids: Collection[uuid.UUID]
+    ) -> dict[uuid.UUID, PaymentAttempt]: ...
+
+    def attempts_for_intents(
+        self, tenant_id: uuid.UUID, intent_ids: Collection[uuid.UUID]
+    ) -> dict[uuid.UUID, list[PaymentAttempt]]: ...
 
     def insert_refund(self, refund: Refund) -> None: ...
 

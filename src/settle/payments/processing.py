@@ -5,10 +5,11 @@ See :mod:`settle.payments.settling` for how every step records the processor's a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from settle.payments.authorizations import Authorizations
+from settle.payments.authorizations import Authorizations, Outcome
 from settle.payments.follow_ups import FollowUps
 from settle.payments.model import (
     UNANSWERED,
@@ -69,7 +70,7 @@ class PaymentProcessing:
             fees,
             max_attempts=max_authorization_attempts,
             give_up_after_seconds=give_up_after_seconds,
-            **shared,
+            resolve_after_seconds=resolve_after_seconds,
         )
         self.follow_ups = FollowUps(uow, processors, fees, **shared)
         self.refunds = Refunds(uow, processors, fees, **shared)
@@ -82,6 +83,13 @@ class PaymentProcessing:
             JOB_VOID: self.follow_ups.void,
             JOB_REFUND: self.refunds.refund,
         }
+
+    def batch_handlers(self) -> dict[str, Callable[[Sequence[Job]], Mapping[uuid.UUID, Outcome]]]:
+        """Handlers of kinds whose jobs run best together (see :class:`Authorizations`)."""
+        return {JOB_AUTHORIZE: self.authorizations.authorize_jobs}
+
+    def close(self) -> None:
+        self.authorizations.close()
 
     def apply_notification(
         self, processor: str, idempotency_key: str, result: ProcessorResult

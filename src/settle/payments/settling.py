@@ -10,7 +10,7 @@ outcome is unknown is only ever resolved by asking (a lookup), never by a second
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from enum import Enum
@@ -88,17 +88,39 @@ class Settler:
         self, uow: PaymentsUnitOfWork, tenant_id: uuid.UUID, attempt_id: uuid.UUID
     ) -> tuple[PaymentIntent, PaymentAttempt] | Next:
         """The attempt (and its intent, locked first) if it still awaits an answer."""
-        attempt = uow.payments.get_attempt(tenant_id, attempt_id)
-        if attempt is None:
-            return Next.DONE
-        intent = uow.payments.get_intent(tenant_id, attempt.intent_id, lock=True)
-        attempt = uow.payments.get_attempt(tenant_id, attempt_id)  # re-read under the lock
-        if intent is None or attempt is None:
-            return Next.DONE
-        if attempt.status not in UNANSWERED:
-            # Answered already (by a notification, or a run that died after recording).
-            return Next.RETRY if attempt.status is AttemptStatus.NOT_PROCESSED else Next.DONE
-        return intent, attempt
+        return self.open_attempts(uow, [(tenant_id, attempt_id)])[0]
+
+    def open_attempts(
+        self, uow: PaymentsUnitOfWork, keys: Sequence[tuple[uuid.UUID, uuid.UUID]]
+    ) -> list[tuple[PaymentIntent, PaymentAttempt] | Next]:
+        """:meth:`open_attempt` for each (tenant, attempt) of ``keys``: three statements a
+        tenant, the intents locked in (tenant, id) order."""
+        intents: dict[uuid.UUID, PaymentIntent] = {}
+        attempts: dict[uuid.UUID, PaymentAttempt] = {}
+        by_tenant: dict[uuid.UUID, set[uuid.UUID]] = {}
+        for tenant_id, attempt_id in keys:
+            by_tenant.setdefault(tenant_id, set()).add(attempt_id)
+        for tenant_id in sorted(by_tenant):
+            ids = by_tenant[tenant_id]
+            seen = uow.payments.get_attempts(tenant_id, ids)
+            intents |= uow.payments.get_intents(
+                tenant_id, {a.intent_id for a in seen.values()}, lock=True
+            )
+            attempts |= uow.payments.get_attempts(tenant_id, ids)  # re-read under the locks
+        opened: list[tuple[PaymentIntent, PaymentAttempt] | Next] = []
+        for _tenant_id, attempt_id in keys:
+            attempt = attempts.get(attempt_id)
+            intent = None if attempt is None else intents.get(attempt.intent_id)
+            if intent is None or attempt is None:
+                opened.append(Next.DONE)
+            elif attempt.status not in UNANSWERED:
+                # Answered already (by a notification, or a run that died after recording).
+                opened.append(
+                    Next.RETRY if attempt.status is AttemptStatus.NOT_PROCESSED else Next.DONE
+                )
+            else:
+                opened.append((intent, attempt))
+        return opened
 
 
 def answered(attempt: PaymentAttempt, result: ProcessorResult, now: datetime) -> PaymentAttempt:

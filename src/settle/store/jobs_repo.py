@@ -20,8 +20,10 @@ J = job_tables.jobs
 __all__ = [
     "SqlJobQueue",
     "claim_jobs",
+    "due_job_kinds",
     "fail_job",
     "finish_job",
+    "finish_jobs",
     "get_job",
     "jobs_page",
     "purge_finished_jobs",
@@ -78,6 +80,28 @@ def _insert(conn: sa.Connection) -> Any:
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
     return sqlite_insert(J)
+
+
+def due_job_kinds(
+    engine: sa.Engine, *, now: int, kinds: Sequence[str], scan: int = 500
+) -> set[str]:
+    """The kinds among ``kinds`` with a job due now (or whose lease lapsed), by a read of
+    the ``scan`` most overdue; all of ``kinds`` when that many are due (a kind behind them
+    must not starve)."""
+    due = (
+        sa.select(J.c.kind)
+        .where(
+            J.c.status.in_((JobStatus.QUEUED.value, JobStatus.RUNNING.value)),
+            J.c.run_at <= now,
+            J.c.kind.in_(list(kinds)),
+        )
+        .order_by(J.c.run_at)
+        .limit(scan)
+    )
+    with engine.connect() as conn:
+        found = list(conn.execute(due).scalars())
+        conn.rollback()
+    return set(kinds) if len(found) >= scan else set(found)
 
 
 def claim_jobs(
@@ -162,6 +186,29 @@ def finish_job(engine: sa.Engine, job: Job, *, now: int) -> bool:
             )
         )
     return bool(done.rowcount)
+
+
+def finish_jobs(engine: sa.Engine, jobs: Sequence[Job], *, now: int) -> int:
+    """:func:`finish_job` for many jobs in one statement; how many were still held."""
+    by_owner: dict[str, list[uuid.UUID]] = {}
+    for job in jobs:
+        by_owner.setdefault(job.lease_owner, []).append(job.id)
+    finished = 0
+    with engine.begin() as conn:
+        for owner, ids in sorted(by_owner.items()):  # one owner: a runner's own claims
+            done = conn.execute(
+                J.update()
+                .where(J.c.id.in_(ids), J.c.lease_owner == owner, J.c.status == "running")
+                .values(
+                    status=JobStatus.SUCCEEDED.value,
+                    lease_owner=None,
+                    lease_until=None,
+                    last_error=None,
+                    updated_at=now,
+                )
+            )
+            finished += done.rowcount
+    return finished
 
 
 def fail_job(engine: sa.Engine, job: Job, error: str, *, now: int, retry_at: int) -> JobStatus:

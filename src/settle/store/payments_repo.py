@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -184,6 +185,34 @@ def _refund(r: Any) -> Refund:
     )
 
 
+_KEYS = ("tenant_id", "id")
+
+
+def _bound(values: dict[str, Any]) -> dict[str, Any]:
+    # Bind names differ from column names: SQLAlchemy reserves the columns' own for SET.
+    return {f"b_{k}": v for k, v in values.items()}
+
+
+def _keyed_update(table: sa.Table, *, versioned: bool) -> Any:
+    """``UPDATE table SET every other column WHERE the key matches`` (and, if ``versioned``,
+    ``version = :version - 1``), for executemany over :func:`_bound` rows."""
+    c = table.c
+    where = [c.tenant_id == sa.bindparam("b_tenant_id"), c.id == sa.bindparam("b_id")]
+    if versioned:
+        where.append(c.version == sa.bindparam("b_version", type_=c.version.type) - 1)
+    return (
+        table.update()
+        .where(*where)
+        .values(
+            {
+                col.name: sa.bindparam(f"b_{col.name}", type_=col.type)
+                for col in table.columns
+                if col.name not in _KEYS
+            }
+        )
+    )
+
+
 class StaleWriteError(RuntimeError):
     """The row changed since it was read: a writer skipped the row lock."""
 
@@ -233,6 +262,36 @@ class SqlPaymentsRepository:
     def update_intent(self, intent: PaymentIntent) -> None:
         self._update_next_version(PI, _intent_values(intent), "payment intent")
 
+    def get_intents(
+        self, tenant_id: uuid.UUID, intent_ids: Collection[uuid.UUID], *, lock: bool = False
+    ) -> dict[uuid.UUID, PaymentIntent]:
+        """The intents of ``intent_ids`` that exist, locked in id order (so two batches
+        locking overlapping sets never deadlock)."""
+        if not intent_ids:
+            return {}
+        query = (
+            sa.select(PI)
+            .where(PI.c.tenant_id == tenant_id, PI.c.id.in_(list(intent_ids)))
+            .order_by(PI.c.id)
+        )
+        if lock:
+            query = query.with_for_update()
+        return {r.id: _intent(r) for r in self.conn.execute(query)}
+
+    def update_intents(self, intents: Sequence[PaymentIntent]) -> None:
+        """Write each intent over the row one version older (one statement for all), or fail
+        loudly."""
+        if len(intents) < 2:
+            for intent in intents:
+                self.update_intent(intent)
+            return
+        done = self.conn.execute(
+            _keyed_update(PI, versioned=True), [_bound(_intent_values(i)) for i in intents]
+        )
+        if done.rowcount != len(intents):
+            stale = len(intents) - done.rowcount
+            raise StaleWriteError(f"{stale} payment intents changed under this write")
+
     # ---- attempts --------------------------------------------------------------------------
 
     def insert_attempt(self, attempt: PaymentAttempt) -> None:
@@ -249,6 +308,45 @@ class SqlPaymentsRepository:
     def get_attempt(self, tenant_id: uuid.UUID, attempt_id: uuid.UUID) -> PaymentAttempt | None:
         row = self._row(PA, tenant_id, attempt_id, False)
         return None if row is None else _attempt(row)
+
+    def insert_attempts(self, attempts: Sequence[PaymentAttempt]) -> None:
+        if attempts:
+            self.conn.execute(PA.insert(), [_attempt_values(a) for a in attempts])
+
+    def update_attempts(self, attempts: Sequence[PaymentAttempt]) -> None:
+        if len(attempts) < 2:
+            for attempt in attempts:
+                self.update_attempt(attempt)
+            return
+        self.conn.execute(
+            _keyed_update(PA, versioned=False), [_bound(_attempt_values(a)) for a in attempts]
+        )
+
+    def get_attempts(
+        self, tenant_id: uuid.UUID, attempt_ids: Collection[uuid.UUID]
+    ) -> dict[uuid.UUID, PaymentAttempt]:
+        if not attempt_ids:
+            return {}
+        rows = self.conn.execute(
+            sa.select(PA).where(PA.c.tenant_id == tenant_id, PA.c.id.in_(list(attempt_ids)))
+        )
+        return {r.id: _attempt(r) for r in rows}
+
+    def attempts_for_intents(
+        self, tenant_id: uuid.UUID, intent_ids: Collection[uuid.UUID]
+    ) -> dict[uuid.UUID, list[PaymentAttempt]]:
+        """Each intent's attempts, oldest first (an intent without any maps to [])."""
+        found: dict[uuid.UUID, list[PaymentAttempt]] = {i: [] for i in intent_ids}
+        if not intent_ids:
+            return found
+        rows = self.conn.execute(
+            sa.select(PA)
+            .where(PA.c.tenant_id == tenant_id, PA.c.intent_id.in_(list(intent_ids)))
+            .order_by(PA.c.created_at, PA.c.id)
+        )
+        for r in rows:
+            found[r.intent_id].append(_attempt(r))
+        return found
 
     def attempts_for(self, tenant_id: uuid.UUID, intent_id: uuid.UUID) -> list[PaymentAttempt]:
         rows = self.conn.execute(

@@ -1,6 +1,11 @@
 """The job runner: claims due jobs under a lease, runs their handlers on a thread pool, and
 records each outcome (done, failed with backoff, rescheduled, or dead).
 
+A kind with a *batch handler* runs its due jobs together: up to ``batch_size`` of them go to
+one call on one thread, which returns each job's outcome, and the succeeded ones are marked
+done in one statement. Under load more jobs are due at each claim, so batches grow with the
+load, the way a group commit does.
+
 Delivery is at least once: a worker that dies after a handler committed its effect but before
 the job was marked done leaves the lease to lapse, and the job runs again. Handlers are
 therefore idempotent: each checks the state its job is about before acting.
@@ -13,23 +18,33 @@ import random
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from settle.jobs.model import Job, JobStatus, Reschedule, retry_delay
-from settle.store.jobs_repo import claim_jobs, fail_job, finish_job, reschedule_job
+from settle.store.jobs_repo import (
+    claim_jobs,
+    due_job_kinds,
+    fail_job,
+    finish_job,
+    finish_jobs,
+    reschedule_job,
+)
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
     from settle.clock import Clock
 
-__all__ = ["JobHandler", "JobRunner"]
+__all__ = ["JobBatchHandler", "JobHandler", "JobRunner"]
 
 JobHandler = Callable[[Job], None]
+# Each job's outcome by id: None when it is done, else what its run raised (a Reschedule,
+# or any error, retried with backoff). A job left out of the answer is retried.
+JobBatchHandler = Callable[[Sequence[Job]], Mapping[uuid.UUID, BaseException | None]]
 _log = structlog.get_logger(__name__)
 
 
@@ -42,6 +57,8 @@ class JobRunner:
 
     ``run_once`` is one synchronous round (tests drive it); ``start`` runs rounds on a thread
     until ``stop``, sleeping ``poll_seconds`` when idle unless ``wake`` is called.
+    ``concurrency`` threads run handlers: each takes one job, or one batch of up to
+    ``batch_size`` jobs of a kind in ``batch_handlers``.
     """
 
     def __init__(
@@ -55,9 +72,13 @@ class JobRunner:
         poll_seconds: float = 0.05,
         rng: random.Random | None = None,
         worker_id: str | None = None,
+        batch_handlers: Mapping[str, JobBatchHandler] | None = None,
+        batch_size: int = 64,
     ) -> None:
         self.engine = engine
         self.handlers = dict(handlers)
+        self.batch_handlers = dict(batch_handlers or {})
+        self.batch_size = batch_size
         self.clock = clock
         self.concurrency = concurrency
         self.lease_us = int(lease_seconds * 1_000_000)
@@ -74,44 +95,95 @@ class JobRunner:
 
     def run_once(self, limit: int | None = None) -> int:
         """Claim what is due now and run it; returns how many jobs ran."""
-        jobs = claim_jobs(
+        batches, singles = self._claim(self.concurrency if limit is None else limit, limit)
+        together = [self._pool.submit(self.run_batch, batch) for batch in batches]
+        alone = [self._pool.submit(self.run_job, job) for job in singles]
+        for batch_run in together:
+            batch_run.result()
+        for job_run in alone:
+            job_run.result()
+        return sum(map(len, batches)) + len(singles)
+
+    def _claim(self, threads: int, limit: int | None = None) -> tuple[list[list[Job]], list[Job]]:
+        """Claim for ``threads`` free threads: a batch of each batched kind that is due (one
+        thread each), then single jobs for the threads left. A read finds what is due first,
+        so an idle round takes no write lock."""
+        now = self.clock()
+        due = due_job_kinds(self.engine, now=now, kinds=[*self.handlers, *self.batch_handlers])
+        batches: list[list[Job]] = []
+        for kind in sorted(due & self.batch_handlers.keys()):
+            if threads <= 0:
+                break
+            claimed = self._claim_kinds([kind], limit or self.batch_size)
+            if claimed:
+                batches.append(claimed)
+                threads -= 1
+        singles: list[Job] = []
+        alone = (due & self.handlers.keys()) - self.batch_handlers.keys()
+        if threads > 0 and alone:
+            singles = self._claim_kinds(sorted(alone), threads)
+        return batches, singles
+
+    def _claim_kinds(self, kinds: Sequence[str], limit: int) -> list[Job]:
+        return claim_jobs(
             self.engine,
             worker_id=self.worker_id,
             now=self.clock(),
             lease_us=self.lease_us,
-            limit=limit or self.concurrency,
-            kinds=list(self.handlers),
+            limit=limit,
+            kinds=kinds,
         )
-        for _ in self._pool.map(self.run_job, jobs):
-            pass
-        return len(jobs)
 
     def run_job(self, job: Job) -> JobStatus:
         """Run one claimed job's handler and record the outcome."""
-        handler = self.handlers[job.kind]
-        log = _log.bind(job_id=str(job.id), kind=job.kind, attempt=job.attempts)
         try:
-            handler(job)
-        except Reschedule as again:
-            now = self.clock()
-            reschedule_job(
-                self.engine,
-                job,
-                now=now,
-                run_at=now + int(again.seconds * 1_000_000),
-                reason=str(again),
-            )
-            return JobStatus.QUEUED
+            self.handlers[job.kind](job)
         except Exception as exc:  # noqa: BLE001 - any failure is retried, then dead-lettered
-            now = self.clock()
-            delay = retry_delay(job.attempts, self.rng)
-            # The class, not the message: messages may quote data (card numbers, keys).
-            error = f"{type(exc).__module__}.{type(exc).__qualname__}"
-            status = fail_job(self.engine, job, error, now=now, retry_at=now + int(delay * 1e6))
-            log.warning("job failed", error=error, status=status.value, retry_in=round(delay, 3))
-            return status
+            return self._record_unfinished(job, exc)
         finish_job(self.engine, job, now=self.clock())
         return JobStatus.SUCCEEDED
+
+    def run_batch(self, jobs: Sequence[Job]) -> dict[uuid.UUID, JobStatus]:
+        """Run claimed jobs of one batched kind together and record their outcomes."""
+        handler = self.batch_handlers[jobs[0].kind]
+        try:
+            outcomes = dict(handler(jobs))
+        except Exception as exc:  # noqa: BLE001 - the batch's failure is each job's
+            outcomes = {job.id: exc for job in jobs}
+        missing = RuntimeError("the batch handler gave this job no outcome")
+        statuses: dict[uuid.UUID, JobStatus] = {}
+        done: list[Job] = []
+        for job in jobs:
+            outcome = outcomes.get(job.id, missing)
+            if outcome is None:
+                done.append(job)
+                statuses[job.id] = JobStatus.SUCCEEDED
+            else:
+                statuses[job.id] = self._record_unfinished(job, outcome)
+        finish_jobs(self.engine, done, now=self.clock())
+        return statuses
+
+    def _record_unfinished(self, job: Job, outcome: BaseException) -> JobStatus:
+        """A run that did not finish its job: rescheduled, retried with backoff, or dead."""
+        now = self.clock()
+        if isinstance(outcome, Reschedule):
+            run_at = now + int(outcome.seconds * 1_000_000)
+            reschedule_job(self.engine, job, now=now, run_at=run_at, reason=str(outcome))
+            return JobStatus.QUEUED
+        delay = retry_delay(job.attempts, self.rng)
+        # The class, not the message: messages may quote data (card numbers, keys).
+        error = f"{type(outcome).__module__}.{type(outcome).__qualname__}"
+        status = fail_job(self.engine, job, error, now=now, retry_at=now + int(delay * 1e6))
+        _log.warning(
+            "job failed",
+            job_id=str(job.id),
+            kind=job.kind,
+            attempt=job.attempts,
+            error=error,
+            status=status.value,
+            retry_in=round(delay, 3),
+        )
+        return status
 
     # ---- in the background -----------------------------------------------------------------
 
@@ -136,35 +208,32 @@ class JobRunner:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            # Claim only as many as there are free threads, so a claimed job never waits
-            # for a thread while its lease runs down.
+            # Claim only for free threads, so a claimed job never waits for a thread while
+            # its lease runs down.
             free = 0
             while free < self.concurrency and self._slots.acquire(blocking=False):
                 free += 1
-            claimed: list[Job] = []
+            batches: list[list[Job]] = []
+            singles: list[Job] = []
             if free:
                 try:
-                    claimed = claim_jobs(
-                        self.engine,
-                        worker_id=self.worker_id,
-                        now=self.clock(),
-                        lease_us=self.lease_us,
-                        limit=free,
-                        kinds=list(self.handlers),
-                    )
+                    batches, singles = self._claim(free)
                 except Exception as exc:  # noqa: BLE001 - the database may be back next round
                     _log.warning("claiming jobs failed", error=type(exc).__name__)
-            for _ in range(free - len(claimed)):
+            used = len(batches) + len(singles)
+            for _ in range(free - used):
                 self._slots.release()
-            for job in claimed:
-                self._pool.submit(self._run_and_release, job)
-            if len(claimed) < free or not free:
+            for batch in batches:
+                self._pool.submit(self._run_and_release, self.run_batch, batch)
+            for job in singles:
+                self._pool.submit(self._run_and_release, self.run_job, job)
+            if used < free or not free:
                 self._wake.wait(self.poll_seconds)
                 self._wake.clear()
 
-    def _run_and_release(self, job: Job) -> None:
+    def _run_and_release(self, run: Callable[[Any], object], work: object) -> None:
         try:
-            self.run_job(job)
+            run(work)
         except Exception as exc:  # noqa: BLE001 - recording the outcome failed; the lease lapses
             _log.error("recording a job's outcome failed", error=type(exc).__name__)
         finally:

@@ -61,10 +61,15 @@ def build_payments(
         resolve_after_seconds=settings.resolve_after_seconds,
     )
     runner = JobRunner(
-        store.db, payments.handlers(), clock, concurrency=settings.worker_concurrency
+        store.db,
+        payments.handlers(),
+        clock,
+        concurrency=settings.worker_concurrency,
+        batch_handlers=payments.batch_handlers(),
     )
 
     def close() -> None:
+        payments.close()
         closer = getattr(processors, "close", None)
         if closer is not None:
             closer()
