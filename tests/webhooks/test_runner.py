@@ -8,11 +8,13 @@ import time
 import uuid
 from typing import TYPE_CHECKING
 
+from sqlalchemy import event as sa_event
+
 from settle.store.uow import SqlUnitOfWork
 from settle.store.webhooks_repo import Claim, read_webhooks
 from settle.webhooks.address import UrlGuard
-from settle.webhooks.model import NewEndpoint
-from settle.webhooks.service import create_endpoint
+from settle.webhooks.model import AttemptResult, NewEndpoint
+from settle.webhooks.service import AttemptReport, create_endpoint
 from settle.worker.webhooks import WebhookRunner, fan_out
 
 from .receiver import Answer
@@ -188,3 +190,74 @@ async def test_a_deleted_endpoint_gets_nothing_more(
     assert [(d.status.value, d.attempts, d.next_attempt_at) for d, _ in page.data] == [
         ("cancelled", 1, None)
     ]
+
+
+def _commits(engine: sa.Engine) -> list[int]:
+    count = [0]
+
+    def counted(_conn: object) -> None:
+        count[0] += 1
+
+    sa_event.listen(engine, "commit", counted)
+    return count
+
+
+async def test_a_round_of_attempts_is_recorded_in_one_transaction(
+    hooks: Hooks, engine: sa.Engine, runner: WebhookRunner, receiver: Receiver
+) -> None:
+    first = await hooks.create(receiver.url("/a"))
+    second = await hooks.create(receiver.url("/b"))
+    receiver.answer(*[Answer(200)] * 6, *[Answer(500)] * 6)
+    for i in range(6):
+        hooks.open_account(f"wallet-{i}")
+    fan_out(engine, hooks.clock)
+    commits = _commits(engine)
+
+    assert runner.run_once() == 12
+    assert commits[0] == 2  # the claim, and every attempt with what follows from it
+    deliveries = [*await hooks.deliveries(first["id"]), *await hooks.deliveries(second["id"])]
+    assert len(deliveries) == 12
+    assert sorted(d["status"] for d in deliveries) == ["pending"] * 6 + ["succeeded"] * 6
+    assert all(d["attempt_count"] == 1 and len(d["attempts"]) == 1 for d in deliveries)
+
+
+async def test_a_report_that_cannot_be_recorded_does_not_lose_the_others(
+    hooks: Hooks, engine: sa.Engine, receiver: Receiver
+) -> None:
+    endpoint = await hooks.create(receiver.url())
+    for i in range(3):
+        hooks.open_account(f"wallet-{i}")
+    fan_out(engine, hooks.clock)
+    runner = WebhookRunner(engine, hooks.clock, allow_private=True, timeout=2.0)
+    runner.start()
+    try:
+        receiver.wait_for(3)
+        deadline = time.monotonic() + 10
+        while True:
+            found = await hooks.deliveries(endpoint["id"])
+            if all(d["status"] == "succeeded" for d in found) or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        assert [d["status"] for d in found] == ["succeeded"] * 3
+        # A report of a delivery that does not exist fails its batch; the others in it are
+        # recorded one by one.
+        hooks.open_account("wallet-3")
+        fan_out(engine, hooks.clock)
+        now = hooks.clock()
+        with SqlUnitOfWork(engine, hooks.clock) as uow:
+            (claim,) = uow.webhooks.claim_due(now, 10, runner.owner, now + 70_000_000)
+            uow.commit()
+        ghost = AttemptReport(
+            hooks.tenant.id, uuid.uuid4(), claim.endpoint.id, runner.owner, now,
+            AttemptResult.SUCCEEDED, status_code=200,
+        )  # fmt: skip
+        real = AttemptReport(
+            hooks.tenant.id, claim.delivery.id, claim.endpoint.id, runner.owner, now,
+            AttemptResult.SUCCEEDED, status_code=200,
+        )  # fmt: skip
+        runner._record([ghost, real])
+        by_id = {d["id"]: d for d in await hooks.deliveries(endpoint["id"])}
+        assert by_id[str(claim.delivery.id)]["status"] == "succeeded"
+        assert len(by_id) == 4
+    finally:
+        runner.stop()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +57,101 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+_BUSY_TIMEOUT_SECONDS = 30.0
+
+
+class SqliteWriterGate:
+    """The writers of one SQLite file in this process, queued on a lock of their own.
+
+    SQLite lets one writer in at a time, and a writer that finds the file locked sleeps in
+    its busy handler for 1, 2, 5 … up to 100 ms before looking again: under load the lock
+    sits free while its waiters sleep. Queued here instead, the next writer starts the
+    moment the last one commits. The gate is taken before ``BEGIN IMMEDIATE`` and given back
+    after the commit or rollback; writers in other processes still meet at SQLite's own lock.
+    """
+
+    def __init__(self, timeout: float = _BUSY_TIMEOUT_SECONDS) -> None:
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._holder: int | None = None  # id() of the sqlite3 connection inside
+
+    @staticmethod
+    def _identity(connection: Any) -> int:
+        # SQLAlchemy hands over the pool's proxy or the sqlite3 connection, by the call.
+        return id(getattr(connection, "dbapi_connection", connection))
+
+    @property
+    def held(self) -> bool:
+        """Whether some writer has the turn now."""
+        return self._holder is not None
+
+    def enter(self, connection: Any) -> None:
+        if not self._lock.acquire(timeout=self.timeout):
+            # As SQLite's own busy timeout would end, wrapped as SQLAlchemy wraps it.
+            locked = sqlite3.OperationalError("database is locked (no turn to write in time)")
+            raise sa.exc.OperationalError("BEGIN", None, locked)
+        self._holder = self._identity(connection)
+
+    def leave(self, connection: Any) -> None:
+        """Give the turn back if ``connection`` has it (a no-op otherwise)."""
+        if self._holder is not None and self._holder == self._identity(connection):
+            self._holder = None
+            self._lock.release()
+
+
+_GATES: dict[str, SqliteWriterGate] = {}
+_GATES_LOCK = threading.Lock()
+
+
+def _gate_for(database: str) -> SqliteWriterGate:
+    key = str(Path(database).resolve())
+    with _GATES_LOCK:
+        return _GATES.setdefault(key, SqliteWriterGate())
+
+
 def _sqlite_begin(conn: sa.Connection) -> None:
     # Writers take the write lock at BEGIN: a deferred transaction that reads and then writes
     # can fail with SQLITE_BUSY instead of waiting for the lock.
     mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+    gate: SqliteWriterGate | None = conn.engine.dialect.__dict__.get("settle_writer_gate")
+    raw = conn.connection
+    if gate is not None and mode != "DEFERRED":
+        gate.enter(raw)
+        try:
+            conn.exec_driver_sql(f"BEGIN {mode}")
+        except BaseException:
+            gate.leave(raw)
+            raise
+        return
     conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _install_writer_gate(engine: sa.Engine, gate: SqliteWriterGate) -> None:
+    """Give the gate back after the DBAPI commit, rollback or close (SQLAlchemy's commit
+    event comes before the commit, when the file is still locked)."""
+    dialect: Any = engine.dialect  # each engine has a dialect object of its own
+    dialect.settle_writer_gate = gate
+    commit, rollback, close = dialect.do_commit, dialect.do_rollback, dialect.do_close
+
+    def do_commit(dbapi_connection: Any) -> None:
+        try:
+            commit(dbapi_connection)
+        finally:
+            gate.leave(dbapi_connection)
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        try:
+            rollback(dbapi_connection)
+        finally:
+            gate.leave(dbapi_connection)
+
+    def do_close(dbapi_connection: Any) -> None:
+        try:
+            close(dbapi_connection)
+        finally:
+            gate.leave(dbapi_connection)
+
+    dialect.do_commit, dialect.do_rollback, dialect.do_close = do_commit, do_rollback, do_close
 
 
 def create_db_engine(url: str | None = None, **kwargs: Any) -> sa.Engine:
@@ -74,11 +166,16 @@ def create_db_engine(url: str | None = None, **kwargs: Any) -> sa.Engine:
             connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None},
             poolclass=sa.pool.QueuePool,
             pool_size=kwargs.pop("pool_size", 8),
+            # A connection is a file handle: never make a thread wait for one (a writer
+            # waiting for its turn holds one, and the turn's holder may need another).
+            max_overflow=kwargs.pop("max_overflow", -1),
             **kwargs,
         )
         sa.event.listen(engine, "connect", _on_sqlite_connect)
         # With the driver in autocommit, SQLAlchemy must emit BEGIN itself.
         sa.event.listen(engine, "begin", _sqlite_begin)
+        if parsed.database and parsed.database != ":memory:":
+            _install_writer_gate(engine, _gate_for(parsed.database))
         return engine
     return sa.create_engine(url, pool_size=kwargs.pop("pool_size", 8), **kwargs)
 

@@ -9,7 +9,7 @@ lookup never runs under a lock): the functions that take a URL take its checked
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -45,6 +45,7 @@ __all__ = [
     "create_endpoint",
     "delete_endpoint",
     "record_attempt",
+    "record_attempts",
     "retry_delivery",
     "rotate_secret",
     "update_endpoint",
@@ -311,44 +312,67 @@ def record_attempt(uow: WebhookUnitOfWork, report: AttemptReport, *, rng: Rng) -
     Raises:
         WebhookDeliveryNotFoundError: no such delivery.
     """
+    return record_attempts(uow, [report], rng=rng)[0]
+
+
+def record_attempts(
+    uow: WebhookUnitOfWork, reports: Sequence[AttemptReport], *, rng: Rng
+) -> list[Delivery]:
+    """:func:`record_attempt` for each of ``reports``, all in one transaction; the deliveries
+    after, in the order of ``reports``. Endpoints are locked in key order, so two recorders
+    never deadlock; one endpoint's attempts are recorded in the order reported.
+
+    Raises:
+        WebhookDeliveryNotFoundError: some delivery does not exist (nothing is recorded).
+    """
+    order = sorted(
+        range(len(reports)),
+        key=lambda i: (reports[i].tenant_id, reports[i].endpoint_id),
+    )
+    after: list[Delivery | None] = [None] * len(reports)
     with uow:
         now = uow.now()
-        repo = uow.webhooks
-        endpoint = repo.get_endpoint(report.tenant_id, report.endpoint_id, lock=True, deleted=True)
-        d = repo.get_delivery(report.tenant_id, report.delivery_id, lock=True)
-        if d is None:
-            raise WebhookDeliveryNotFoundError(
-                f"delivery {report.delivery_id} not found", param="delivery_id"
-            )
-        number = d.attempts + 1
-        repo.insert_attempt(
-            Attempt(
-                tenant_id=d.tenant_id,
-                delivery_id=d.id,
-                number=number,
-                attempted_at=report.attempted_at,
-                result=report.result,
-                status_code=report.status_code,
-                error=report.error,
-                duration_us=report.duration_us,
-                response_body=report.response_body,
-            )
-        )
-        active, disabled_now = _after_attempt(repo, endpoint, report, now)
-        S = DeliveryStatus  # noqa: N806 - the enum, briefly
-        owner = d.status is S.PENDING and d.lease_owner == report.lease_owner
-        if owner and report.result is AttemptResult.SUCCEEDED:
-            after = d.moved_to(S.SUCCEEDED, now=now, next_attempt_at=None, attempts=number)
-        elif owner and disabled_now:
-            after = d.moved_to(S.FAILED, now=now, next_attempt_at=None, attempts=number)
-        elif d.status is S.PENDING and not active:
-            after = d.moved_to(S.CANCELLED, now=now, next_attempt_at=None, attempts=number)
-        elif not owner:
-            after = replace(d, attempts=number, updated_at=now)
-        else:
-            due = next_attempt_at(number, now, rng)
-            status = S.FAILED if due is None else S.PENDING
-            after = d.moved_to(status, now=now, next_attempt_at=due, attempts=number)
-        repo.save_delivery(after)
+        for i in order:
+            after[i] = _record_one(uow.webhooks, reports[i], now, rng)
         uow.commit()
+    return [d for d in after if d is not None]
+
+
+def _record_one(repo: WebhookRepository, report: AttemptReport, now: int, rng: Rng) -> Delivery:
+    endpoint = repo.get_endpoint(report.tenant_id, report.endpoint_id, lock=True, deleted=True)
+    d = repo.get_delivery(report.tenant_id, report.delivery_id, lock=True)
+    if d is None:
+        raise WebhookDeliveryNotFoundError(
+            f"delivery {report.delivery_id} not found", param="delivery_id"
+        )
+    number = d.attempts + 1
+    repo.insert_attempt(
+        Attempt(
+            tenant_id=d.tenant_id,
+            delivery_id=d.id,
+            number=number,
+            attempted_at=report.attempted_at,
+            result=report.result,
+            status_code=report.status_code,
+            error=report.error,
+            duration_us=report.duration_us,
+            response_body=report.response_body,
+        )
+    )
+    active, disabled_now = _after_attempt(repo, endpoint, report, now)
+    S = DeliveryStatus  # noqa: N806 - the enum, briefly
+    owner = d.status is S.PENDING and d.lease_owner == report.lease_owner
+    if owner and report.result is AttemptResult.SUCCEEDED:
+        after = d.moved_to(S.SUCCEEDED, now=now, next_attempt_at=None, attempts=number)
+    elif owner and disabled_now:
+        after = d.moved_to(S.FAILED, now=now, next_attempt_at=None, attempts=number)
+    elif d.status is S.PENDING and not active:
+        after = d.moved_to(S.CANCELLED, now=now, next_attempt_at=None, attempts=number)
+    elif not owner:
+        after = replace(d, attempts=number, updated_at=now)
+    else:
+        due = next_attempt_at(number, now, rng)
+        status = S.FAILED if due is None else S.PENDING
+        after = d.moved_to(status, now=now, next_attempt_at=due, attempts=number)
+    repo.save_delivery(after)
     return after

@@ -8,14 +8,17 @@ the cursor moves on, all in one transaction under the cursor's lock.
 *Delivery.* Due deliveries are claimed under a lease (``FOR UPDATE SKIP LOCKED`` on
 PostgreSQL, so several workers share the work; SQLite serialises writers) and sent
 concurrently by a small thread pool, each with a timeout, to the address the URL guard has just
-checked, with the Standard Webhooks headers signed by every live secret. Each attempt and what
-follows from it (the next try, success, failure, disabling the endpoint) is recorded in one
-transaction by :func:`settle.webhooks.service.record_attempt`. A worker that dies leaves its
-leases to run out; the deliveries are then due again.
+checked, with the Standard Webhooks headers signed by every live secret. What each attempt
+saw goes to a recorder thread, which records every attempt finished since its last commit,
+and what follows from each (the next try, success, failure, disabling the endpoint), in one
+transaction (:func:`settle.webhooks.service.record_attempts`); a batch that fails is recorded
+attempt by attempt. A worker that dies leaves its leases to run out; the deliveries are then
+due again.
 """
 
 from __future__ import annotations
 
+import queue
 import random
 import threading
 import time
@@ -33,7 +36,7 @@ from settle.store.webhooks_repo import SqlWebhookRepository
 from settle.webhooks.address import Resolver, UrlGuard, system_resolver
 from settle.webhooks.errors import WebhookError
 from settle.webhooks.model import AttemptResult, DeliveryStatus
-from settle.webhooks.service import AttemptReport, record_attempt
+from settle.webhooks.service import AttemptReport, record_attempts
 from settle.webhooks.signing import webhook_headers
 
 if TYPE_CHECKING:
@@ -50,6 +53,7 @@ USER_AGENT = "Settle-Webhooks/0.1"
 _BODY_PREFIX = 1024
 _ERROR_LENGTH = 500
 _LEASE_MARGIN_SECONDS = 60
+_RECORD_BATCH = 500
 _log = structlog.get_logger(__name__)
 
 
@@ -173,6 +177,8 @@ class WebhookRunner:
         self._lock = threading.Lock()
         self._in_flight = 0
         self._backlog = False
+        self._reports: queue.SimpleQueue[AttemptReport | None] = queue.SimpleQueue()
+        self._recorder: threading.Thread | None = None
 
     # ---- control ---------------------------------------------------------------------------
 
@@ -182,6 +188,10 @@ class WebhookRunner:
             return
         self._stopping.clear()
         self._open()
+        self._recorder = threading.Thread(
+            target=self._record_loop, name="settle-webhook-recorder", daemon=True
+        )
+        self._recorder.start()
         self._thread = threading.Thread(target=self._loop, name="settle-webhooks", daemon=True)
         self._thread.start()
 
@@ -195,6 +205,10 @@ class WebhookRunner:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+        if self._recorder is not None:
+            self._reports.put(None)  # after every attempt's report: record them, then stop
+            self._recorder.join()
+            self._recorder = None
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -208,8 +222,9 @@ class WebhookRunner:
         were made."""
         pool, _client = self._open()
         fan_out(self.engine, self.clock)
-        futures = self._dispatch(pool, self.batch)
+        futures = self._dispatch(pool, self.batch, report=False)
         wait(futures)
+        self._record([r for f in futures if (r := f.result()) is not None])
         return len(futures)
 
     # ---- the loop --------------------------------------------------------------------------
@@ -241,8 +256,11 @@ class WebhookRunner:
             self._wake.wait(self.poll_seconds)
             self._wake.clear()
 
-    def _dispatch(self, pool: ThreadPoolExecutor, limit: int) -> list[Future[None]]:
-        """Claim up to ``limit`` due deliveries and hand them to the pool."""
+    def _dispatch(
+        self, pool: ThreadPoolExecutor, limit: int, *, report: bool = True
+    ) -> list[Future[AttemptReport | None]]:
+        """Claim up to ``limit`` due deliveries and hand them to the pool; their reports go
+        to the recorder (``report``) or are the futures' results."""
         if limit <= 0:
             with self._lock:
                 self._backlog = True
@@ -262,11 +280,18 @@ class WebhookRunner:
         futures = []
         for claim in claims:
             future = pool.submit(self._deliver, claim)
+            if report:
+                future.add_done_callback(self._report)
             future.add_done_callback(self._done)
             futures.append(future)
         return futures
 
-    def _done(self, _future: Future[None]) -> None:
+    def _report(self, future: Future[AttemptReport | None]) -> None:
+        attempt = future.result()
+        if attempt is not None:
+            self._reports.put(attempt)
+
+    def _done(self, _future: Future[AttemptReport | None]) -> None:
         with self._lock:
             self._in_flight -= 1
             backlog = self._backlog
@@ -279,16 +304,63 @@ class WebhookRunner:
 
     # ---- one attempt -----------------------------------------------------------------------
 
-    def _deliver(self, claim: Claim) -> None:
+    def _deliver(self, claim: Claim) -> AttemptReport | None:
         try:
-            report = self._attempt(claim)
-            record_attempt(SqlUnitOfWork(self.engine, self.clock), report, rng=self._jitter)
+            return self._attempt(claim)
         except Exception as exc:  # noqa: BLE001 - the lease runs out and it is tried again
             _log.warning(
-                "webhook attempt not recorded",
-                delivery_id=str(claim.delivery.id),
-                error=type(exc).__name__,
+                "webhook attempt failed", delivery_id=str(claim.delivery.id), error=repr(exc)
             )
+            return None
+
+    # ---- recording -------------------------------------------------------------------------
+
+    def _record_loop(self) -> None:
+        """Record what has been reported since the last commit, in one transaction, until
+        :meth:`stop` has put its ``None`` after the last report."""
+        stopping = False
+        while not stopping:
+            first = self._reports.get()
+            batch: list[AttemptReport] = []
+            if first is None:
+                stopping = True
+            else:
+                batch.append(first)
+            while len(batch) < _RECORD_BATCH:
+                try:
+                    more = self._reports.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                else:
+                    batch.append(more)
+            self._record(batch)
+
+    def _record(self, reports: list[AttemptReport]) -> None:
+        """Record ``reports`` in one transaction; if that fails, one by one."""
+        if not reports:
+            return
+        try:
+            record_attempts(SqlUnitOfWork(self.engine, self.clock), reports, rng=self._jitter)
+            return
+        except Exception as exc:  # noqa: BLE001 - isolated below
+            if len(reports) == 1:
+                self._not_recorded(reports[0], exc)
+                return
+        for report in reports:
+            try:
+                record_attempts(SqlUnitOfWork(self.engine, self.clock), [report], rng=self._jitter)
+            except Exception as exc:  # noqa: BLE001 - the lease runs out and it is tried again
+                self._not_recorded(report, exc)
+
+    @staticmethod
+    def _not_recorded(report: AttemptReport, exc: Exception) -> None:
+        _log.warning(
+            "webhook attempt not recorded",
+            delivery_id=str(report.delivery_id),
+            error=type(exc).__name__,
+        )
 
     def _request(self, client: httpx.Client, dest: Destination, claim: Claim) -> httpx.Request:
         """The signed POST, to the checked address (DNS is not asked again on the way)."""
