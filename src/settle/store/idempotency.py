@@ -85,14 +85,17 @@ class Receipt:
         self.stored: StoredResponse | None = None
 
 
+# Built once: on every keyed write's path.
+_FIND_RESPONSE = sa.select(I.c.fingerprint, I.c.status, I.c.body, I.c.created_at).where(
+    I.c.tenant_id == sa.bindparam("b_tenant_id"), I.c.key == sa.bindparam("b_key")
+)
+_INSERT_RESPONSE = I.insert()
+
+
 def find_stored_response(
     conn: sa.Connection, tenant_id: uuid.UUID, key: str
 ) -> StoredResponse | None:
-    row = conn.execute(
-        sa.select(I.c.fingerprint, I.c.status, I.c.body, I.c.created_at).where(
-            I.c.tenant_id == tenant_id, I.c.key == key
-        )
-    ).first()
+    row = conn.execute(_FIND_RESPONSE, {"b_tenant_id": tenant_id, "b_key": key}).first()
     if row is None:
         return None
     return StoredResponse(bytes(row[0]), int(row[1]), bytes(row[2]), int(row[3]))
@@ -100,14 +103,15 @@ def find_stored_response(
 
 def _insert(conn: sa.Connection, tenant_id: uuid.UUID, key: str, response: StoredResponse) -> None:
     conn.execute(
-        I.insert().values(
-            tenant_id=tenant_id,
-            key=key,
-            fingerprint=response.fingerprint,
-            status=response.status,
-            body=response.body,
-            created_at=response.created_at,
-        )
+        _INSERT_RESPONSE,
+        {
+            "tenant_id": tenant_id,
+            "key": key,
+            "fingerprint": response.fingerprint,
+            "status": response.status,
+            "body": response.body,
+            "created_at": response.created_at,
+        },
     )
 
 

@@ -55,10 +55,7 @@ class SqlJobQueue:
             "created_at": now,
             "updated_at": now,
         }
-        insert = _insert(self.conn).values(**values)
-        if job.dedupe_key is not None:
-            insert = insert.on_conflict_do_nothing(index_elements=["dedupe_key"])
-        inserted = self.conn.execute(insert.returning(J.c.id)).first()
+        inserted = self.conn.execute(_enqueue_statement(self.conn), values).first()
         return None if inserted is None else job_id
 
     def get(self, tenant_id: uuid.UUID, job_id: uuid.UUID, *, lock: bool = False) -> JobView | None:
@@ -80,6 +77,20 @@ def _insert(conn: sa.Connection) -> Any:
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
     return sqlite_insert(J)
+
+
+_ENQUEUE: dict[str, Any] = {}
+
+
+def _enqueue_statement(conn: sa.Connection) -> Any:
+    """The enqueue, built once per dialect (a job with a taken dedupe key is not added;
+    NULL keys never conflict)."""
+    name = conn.dialect.name
+    if name not in _ENQUEUE:
+        _ENQUEUE[name] = (
+            _insert(conn).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(J.c.id)
+        )
+    return _ENQUEUE[name]
 
 
 def due_job_kinds(

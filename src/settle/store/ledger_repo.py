@@ -40,6 +40,16 @@ P = tables.ledger_postings
 T = tables.ledger_transfers
 E = tables.outbox_events
 
+# The outbox's hot statements, built once: a statement made per call costs more to build
+# and to key for the compiled cache than to run.
+_LOCK_HEAD = sa.select(H).where(H.c.tenant_id == sa.bindparam("b_tenant_id")).with_for_update()
+_MOVE_EVENT_SEQ = (
+    H.update()
+    .where(H.c.tenant_id == sa.bindparam("b_tenant_id"))
+    .values(last_event_seq=sa.bindparam("b_seq"))
+)
+_INSERT_EVENT = E.insert()
+
 __all__ = [
     "AccountQuery",
     "Page",
@@ -458,29 +468,30 @@ class SqlLedgerRepository:
         if last is None:
             last = int(self._lock_head(tenant_id).last_event_seq)
         seq = last + 1
-        self.conn.execute(H.update().where(H.c.tenant_id == tenant_id).values(last_event_seq=seq))
+        self.conn.execute(_MOVE_EVENT_SEQ, {"b_tenant_id": tenant_id, "b_seq": seq})
         self._event_seqs[tenant_id] = seq
         self.conn.execute(
-            E.insert().values(
-                tenant_id=tenant_id,
-                seq=seq,
-                type=type,
-                object_id=object_id,
-                payload=json.loads(json.dumps(payload)),
-                created_at=self.clock(),
-            )
+            _INSERT_EVENT,
+            {
+                "tenant_id": tenant_id,
+                "seq": seq,
+                "type": type,
+                "object_id": object_id,
+                "payload": json.loads(json.dumps(payload)),
+                "created_at": self.clock(),
+            },
         )
         return seq
 
     def _lock_head(self, tenant_id: uuid.UUID) -> Any:
-        stmt = sa.select(H).where(H.c.tenant_id == tenant_id).with_for_update()
-        row = self.conn.execute(stmt).first()
+        stmt = _LOCK_HEAD
+        row = self.conn.execute(stmt, {"b_tenant_id": tenant_id}).first()
         if row is None:
             insert = postgresql.insert(H) if self.dialect == "postgresql" else sqlite.insert(H)
             self.conn.execute(
                 insert.values(tenant_id=tenant_id, last_hash=GENESIS_HASH).on_conflict_do_nothing()
             )
-            row = self.conn.execute(stmt).one()
+            row = self.conn.execute(stmt, {"b_tenant_id": tenant_id}).one()
         self._locked.add(tenant_id)
         self._event_seqs[tenant_id] = int(row.last_event_seq)
         return row

@@ -28,6 +28,10 @@ RF = payment_tables.refunds
 
 __all__ = ["SqlPaymentsRepository", "intents_page", "refunds_page"]
 
+# Built once (see settle.store.ledger_repo): the values come as execution parameters.
+_INSERT_INTENT = PI.insert()
+_INSERT_ATTEMPT = PA.insert()
+
 
 def _micros(value: Any) -> int | None:
     return None if value is None else to_micros(value)
@@ -230,7 +234,7 @@ class SqlPaymentsRepository:
     # ---- intents ---------------------------------------------------------------------------
 
     def insert_intent(self, intent: PaymentIntent) -> None:
-        self.conn.execute(PI.insert().values(**_intent_values(intent)))
+        self.conn.execute(_INSERT_INTENT, _intent_values(intent))
 
     def _row(self, table: sa.Table, tenant_id: uuid.UUID, row_id: uuid.UUID, lock: bool) -> Any:
         query = sa.select(table).where(table.c.tenant_id == tenant_id, table.c.id == row_id)
@@ -295,7 +299,7 @@ class SqlPaymentsRepository:
     # ---- attempts --------------------------------------------------------------------------
 
     def insert_attempt(self, attempt: PaymentAttempt) -> None:
-        self.conn.execute(PA.insert().values(**_attempt_values(attempt)))
+        self.conn.execute(_INSERT_ATTEMPT, _attempt_values(attempt))
 
     def update_attempt(self, attempt: PaymentAttempt) -> None:
         values = _attempt_values(attempt)
@@ -311,7 +315,7 @@ class SqlPaymentsRepository:
 
     def insert_attempts(self, attempts: Sequence[PaymentAttempt]) -> None:
         if attempts:
-            self.conn.execute(PA.insert(), [_attempt_values(a) for a in attempts])
+            self.conn.execute(_INSERT_ATTEMPT, [_attempt_values(a) for a in attempts])
 
     def update_attempts(self, attempts: Sequence[PaymentAttempt]) -> None:
         if len(attempts) < 2:
