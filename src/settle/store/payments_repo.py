@@ -217,6 +217,42 @@ def _keyed_update(table: sa.Table, *, versioned: bool) -> Any:
     )
 
 
+_VERSIONED_UPDATE = {t.name: _keyed_update(t, versioned=True) for t in (PI, RF)}
+_UPDATE_ATTEMPT = _keyed_update(PA, versioned=False)
+_BY_KEY = {
+    (t.name, lock): (
+        sa.select(t).where(
+            t.c.tenant_id == sa.bindparam("b_tenant_id"), t.c.id == sa.bindparam("b_id")
+        )
+    ).with_for_update()
+    if lock
+    else sa.select(t).where(
+        t.c.tenant_id == sa.bindparam("b_tenant_id"), t.c.id == sa.bindparam("b_id")
+    )
+    for t in (PI, PA, RF)
+    for lock in (False, True)
+}
+_IDS: Any = sa.bindparam("b_ids", expanding=True)
+_INTENTS = {
+    lock: (
+        sa.select(PI)
+        .where(PI.c.tenant_id == sa.bindparam("b_tenant_id"), PI.c.id.in_(_IDS))
+        .order_by(PI.c.id)
+    ).with_for_update()
+    if lock
+    else sa.select(PI)
+    .where(PI.c.tenant_id == sa.bindparam("b_tenant_id"), PI.c.id.in_(_IDS))
+    .order_by(PI.c.id)
+    for lock in (False, True)
+}
+_ATTEMPTS = sa.select(PA).where(PA.c.tenant_id == sa.bindparam("b_tenant_id"), PA.c.id.in_(_IDS))
+_ATTEMPTS_OF_INTENTS = (
+    sa.select(PA)
+    .where(PA.c.tenant_id == sa.bindparam("b_tenant_id"), PA.c.intent_id.in_(_IDS))
+    .order_by(PA.c.created_at, PA.c.id)
+)
+
+
 class StaleWriteError(RuntimeError):
     """The row changed since it was read: a writer skipped the row lock."""
 
@@ -237,10 +273,8 @@ class SqlPaymentsRepository:
         self.conn.execute(_INSERT_INTENT, _intent_values(intent))
 
     def _row(self, table: sa.Table, tenant_id: uuid.UUID, row_id: uuid.UUID, lock: bool) -> Any:
-        query = sa.select(table).where(table.c.tenant_id == tenant_id, table.c.id == row_id)
-        if lock:
-            query = query.with_for_update()
-        return self.conn.execute(query).first()
+        query = _BY_KEY[table.name, lock]
+        return self.conn.execute(query, {"b_tenant_id": tenant_id, "b_id": row_id}).first()
 
     def get_intent(
         self, tenant_id: uuid.UUID, intent_id: uuid.UUID, *, lock: bool = False
@@ -250,16 +284,7 @@ class SqlPaymentsRepository:
 
     def _update_next_version(self, table: sa.Table, values: dict[str, Any], what: str) -> None:
         """Write ``values`` over the row one version older, or fail loudly."""
-        c = table.c
-        done = self.conn.execute(
-            table.update()
-            .where(
-                c.tenant_id == values["tenant_id"],
-                c.id == values["id"],
-                c.version == values["version"] - 1,
-            )
-            .values(**values)
-        )
+        done = self.conn.execute(_VERSIONED_UPDATE[table.name], _bound(values))
         if done.rowcount != 1:
             raise StaleWriteError(f"{what} {values['id']} changed under this write")
 
@@ -273,14 +298,8 @@ class SqlPaymentsRepository:
         locking overlapping sets never deadlock)."""
         if not intent_ids:
             return {}
-        query = (
-            sa.select(PI)
-            .where(PI.c.tenant_id == tenant_id, PI.c.id.in_(list(intent_ids)))
-            .order_by(PI.c.id)
-        )
-        if lock:
-            query = query.with_for_update()
-        return {r.id: _intent(r) for r in self.conn.execute(query)}
+        params = {"b_tenant_id": tenant_id, "b_ids": list(intent_ids)}
+        return {r.id: _intent(r) for r in self.conn.execute(_INTENTS[lock], params)}
 
     def update_intents(self, intents: Sequence[PaymentIntent]) -> None:
         """Write each intent over the row one version older (one statement for all), or fail
@@ -290,7 +309,7 @@ class SqlPaymentsRepository:
                 self.update_intent(intent)
             return
         done = self.conn.execute(
-            _keyed_update(PI, versioned=True), [_bound(_intent_values(i)) for i in intents]
+            _VERSIONED_UPDATE[PI.name], [_bound(_intent_values(i)) for i in intents]
         )
         if done.rowcount != len(intents):
             stale = len(intents) - done.rowcount
@@ -302,12 +321,7 @@ class SqlPaymentsRepository:
         self.conn.execute(_INSERT_ATTEMPT, _attempt_values(attempt))
 
     def update_attempt(self, attempt: PaymentAttempt) -> None:
-        values = _attempt_values(attempt)
-        self.conn.execute(
-            PA.update()
-            .where(PA.c.tenant_id == attempt.tenant_id, PA.c.id == attempt.id)
-            .values(**values)
-        )
+        self.conn.execute(_UPDATE_ATTEMPT, _bound(_attempt_values(attempt)))
 
     def get_attempt(self, tenant_id: uuid.UUID, attempt_id: uuid.UUID) -> PaymentAttempt | None:
         row = self._row(PA, tenant_id, attempt_id, False)
@@ -322,19 +336,15 @@ class SqlPaymentsRepository:
             for attempt in attempts:
                 self.update_attempt(attempt)
             return
-        self.conn.execute(
-            _keyed_update(PA, versioned=False), [_bound(_attempt_values(a)) for a in attempts]
-        )
+        self.conn.execute(_UPDATE_ATTEMPT, [_bound(_attempt_values(a)) for a in attempts])
 
     def get_attempts(
         self, tenant_id: uuid.UUID, attempt_ids: Collection[uuid.UUID]
     ) -> dict[uuid.UUID, PaymentAttempt]:
         if not attempt_ids:
             return {}
-        rows = self.conn.execute(
-            sa.select(PA).where(PA.c.tenant_id == tenant_id, PA.c.id.in_(list(attempt_ids)))
-        )
-        return {r.id: _attempt(r) for r in rows}
+        params = {"b_tenant_id": tenant_id, "b_ids": list(attempt_ids)}
+        return {r.id: _attempt(r) for r in self.conn.execute(_ATTEMPTS, params)}
 
     def attempts_for_intents(
         self, tenant_id: uuid.UUID, intent_ids: Collection[uuid.UUID]
@@ -343,12 +353,8 @@ class SqlPaymentsRepository:
         found: dict[uuid.UUID, list[PaymentAttempt]] = {i: [] for i in intent_ids}
         if not intent_ids:
             return found
-        rows = self.conn.execute(
-            sa.select(PA)
-            .where(PA.c.tenant_id == tenant_id, PA.c.intent_id.in_(list(intent_ids)))
-            .order_by(PA.c.created_at, PA.c.id)
-        )
-        for r in rows:
+        params = {"b_tenant_id": tenant_id, "b_ids": list(intent_ids)}
+        for r in self.conn.execute(_ATTEMPTS_OF_INTENTS, params):
             found[r.intent_id].append(_attempt(r))
         return found
 

@@ -9,7 +9,7 @@ fan-out's delivery inserts take on them through the foreign key.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -98,6 +98,43 @@ def _attempt(r: Any) -> Attempt:
 
 def _row(value: Delivery | Attempt) -> dict[str, Any]:
     return {f: getattr(value, f) for f in value.__dataclass_fields__}
+
+
+def _by_key(table: sa.Table) -> Any:
+    return sa.and_(
+        table.c.tenant_id == sa.bindparam("b_tenant_id"), table.c.id == sa.bindparam("b_id")
+    )
+
+
+def _update_by_key(table: sa.Table, columns: Iterable[str]) -> Any:
+    """``UPDATE table SET column = :b_column … WHERE (tenant_id, id) = (:b_tenant_id, :b_id)``"""
+    return (
+        table.update()
+        .where(_by_key(table))
+        .values({c: sa.bindparam(f"b_{c}", type_=table.c[c].type) for c in columns})
+    )
+
+
+# The record path's statements, built once (a statement built per call costs more to build and
+# to key for the compiled cache than to run).
+_GET_ENDPOINT = {
+    (lock, deleted): (
+        sa.select(W)
+        .where(_by_key(W), *(() if deleted else (W.c.deleted_at.is_(None),)))
+        .with_for_update(key_share=True)
+        if lock
+        else sa.select(W).where(_by_key(W), *(() if deleted else (W.c.deleted_at.is_(None),)))
+    )
+    for lock in (False, True)
+    for deleted in (False, True)
+}
+_GET_DELIVERY = {
+    False: sa.select(D).where(_by_key(D)),
+    True: sa.select(D).where(_by_key(D)).with_for_update(),
+}
+_SAVE_DELIVERY = _update_by_key(D, [c.name for c in D.columns if c.name not in ("tenant_id", "id")])
+_INSERT_ATTEMPT = AT.insert()
+_SAVE_ENDPOINT = _update_by_key(W, [c.name for c in W.columns if c.name not in _FIXED])
 
 
 def _keyset(
@@ -239,20 +276,14 @@ class SqlWebhookRepository:
         lock: bool = False,
         deleted: bool = False,
     ) -> WebhookEndpoint | None:
-        stmt = sa.select(W).where(W.c.tenant_id == tenant_id, W.c.id == endpoint_id)
-        if not deleted:
-            stmt = stmt.where(W.c.deleted_at.is_(None))
-        if lock:
-            stmt = stmt.with_for_update(key_share=True)
-        row = self.conn.execute(stmt).first()
+        stmt = _GET_ENDPOINT[lock, deleted]
+        row = self.conn.execute(stmt, {"b_tenant_id": tenant_id, "b_id": endpoint_id}).first()
         return None if row is None else _endpoint(row)
 
     def save_endpoint(self, endpoint: WebhookEndpoint) -> None:
-        self.conn.execute(
-            W.update()
-            .where(W.c.tenant_id == endpoint.tenant_id, W.c.id == endpoint.id)
-            .values(**_endpoint_values(endpoint))
-        )
+        values = {f"b_{k}": v for k, v in _endpoint_values(endpoint).items()}
+        values |= {"b_tenant_id": endpoint.tenant_id, "b_id": endpoint.id}
+        self.conn.execute(_SAVE_ENDPOINT, values)
 
     def list_endpoints(
         self,
@@ -294,22 +325,15 @@ class SqlWebhookRepository:
     def get_delivery(
         self, tenant_id: uuid.UUID, delivery_id: uuid.UUID, *, lock: bool = False
     ) -> Delivery | None:
-        stmt = sa.select(D).where(D.c.tenant_id == tenant_id, D.c.id == delivery_id)
-        if lock:
-            stmt = stmt.with_for_update()
-        row = self.conn.execute(stmt).first()
+        stmt = _GET_DELIVERY[lock]
+        row = self.conn.execute(stmt, {"b_tenant_id": tenant_id, "b_id": delivery_id}).first()
         return None if row is None else _delivery(row)
 
     def save_delivery(self, delivery: Delivery) -> None:
-        changed = {k: v for k, v in _row(delivery).items() if k not in ("tenant_id", "id")}
-        self.conn.execute(
-            D.update()
-            .where(D.c.tenant_id == delivery.tenant_id, D.c.id == delivery.id)
-            .values(**changed)
-        )
+        self.conn.execute(_SAVE_DELIVERY, {f"b_{k}": v for k, v in _row(delivery).items()})
 
     def insert_attempt(self, attempt: Attempt) -> None:
-        self.conn.execute(AT.insert().values(**_row(attempt)))
+        self.conn.execute(_INSERT_ATTEMPT, _row(attempt))
 
     def delivery_seq(
         self, tenant_id: uuid.UUID, endpoint_id: uuid.UUID, delivery_id: uuid.UUID
