@@ -29,7 +29,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -50,8 +49,6 @@ _spec.loader.exec_module(_ledger)
 bench_database, log, percentile_ms = _ledger.bench_database, _ledger.log, _ledger.percentile_ms
 source_digest = _ledger.source_digest
 
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402 - see above
-
 import httpx  # noqa: E402 - after the path fix above, like bench/http.py
 
 PAYMENT = {"amount": 2_000, "currency": "USD", "payment_method": "pm_card_visa", "confirm": True}
@@ -70,39 +67,96 @@ def _settle(*args: str) -> list[str]:
     return [sys.executable, "-c", _ENTRY, *args]
 
 
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One HTTP/1.1 response with a Content-Length (what uvicorn sends for JSON)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.lower() == b"content-length":
+            length = int(value)
+    return status, await reader.readexactly(length) if length else b""
+
+
+class LeanClient:
+    """Keep-alive HTTP/1.1 POSTs over a pool of loopback connections, with none of a general
+    client's work: the load generator shares the machine with what it measures."""
+
+    def __init__(self, host: str, port: int, headers: dict[str, str], connections: int) -> None:
+        self.host, self.port, self.connections = host, port, connections
+        self.fixed = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self.idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
+            asyncio.Queue()
+        )
+        self.opened = 0
+
+    async def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        if self.idle.empty() and self.opened < self.connections:
+            self.opened += 1
+            reader, writer = await asyncio.open_connection(self.host, self.port)
+        else:
+            reader, writer = await self.idle.get()
+        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nhost: {self.host}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\n{self.fixed}{extra}\r\n".encode()
+            + body
+        )
+        try:
+            answer = await _read_response(reader)
+        except (OSError, asyncio.IncompleteReadError):
+            writer.close()
+            self.opened -= 1
+            raise
+        self.idle.put_nowait((reader, writer))
+        return answer
+
+    async def close(self) -> None:
+        while not self.idle.empty():
+            _reader, writer = self.idle.get_nowait()
+            writer.close()
+
+
 class Receiver:
-    """A loopback webhook receiver: the arrival time of each intent's succeeded event."""
+    """A loopback webhook receiver on the load generator's event loop: the arrival time of
+    each intent's succeeded event; it answers 200 to everything."""
 
     def __init__(self) -> None:
         self.arrivals: dict[str, float] = {}
         self.count = 0
-        receiver = self
+        self.server: asyncio.Server | None = None
+        self.url = ""
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}/hooks"
 
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.lower() == b"content-length":
+                        length = int(value)
+                body = await reader.readexactly(length)
                 arrived = time.time()
+                self.count += 1
                 event = json.loads(body)
-                receiver.count += 1
                 if event["type"] == "payment_intent.succeeded":
-                    receiver.arrivals.setdefault(event["data"]["object"]["id"], arrived)
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                    self.arrivals.setdefault(event["data"]["object"]["id"], arrived)
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
 
 
 def _wait_http(url: str, process: subprocess.Popen[bytes], what: str, log_path: str) -> None:
@@ -152,7 +206,6 @@ def platform(args: argparse.Namespace, database_url: str) -> Iterator[dict[str, 
         _settle("serve", "--port", str(settle_port), "--workers", str(args.workers)),
         env=env, stdout=open(serve_log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
     )  # fmt: skip
-    receiver = Receiver()
     try:
         _wait_http(f"http://127.0.0.1:{sim_port}/healthz", sim, "the simulator", sim_log)
         _wait_http(f"http://127.0.0.1:{settle_port}/healthz", serve, "settle serve", serve_log)
@@ -160,10 +213,9 @@ def platform(args: argparse.Namespace, database_url: str) -> Iterator[dict[str, 
         yield {
             "url": f"http://127.0.0.1:{settle_port}",
             "key": created["api_key"],
-            "receiver": receiver,
+            "port": settle_port,
         }
     finally:
-        receiver.close()
         for process in (serve, sim):
             process.terminate()
             try:
@@ -178,10 +230,14 @@ async def load(args: argparse.Namespace, base: dict[str, Any]) -> dict[str, Any]
         max_connections=args.connections, max_keepalive_connections=args.connections
     )
     client = httpx.AsyncClient(base_url=base["url"], headers=headers, limits=limits, timeout=30)
+    receiver = Receiver()
+    await receiver.start()
+    lean = LeanClient("127.0.0.1", base["port"], headers, args.connections)
+    body = json.dumps(PAYMENT).encode()
     async with client:
         hook = await client.post(
             "/v1/webhook_endpoints",
-            json={"url": base["receiver"].url, "enabled_events": ["payment_intent.succeeded"]},
+            json={"url": receiver.url, "enabled_events": ["payment_intent.succeeded"]},
             headers={"Idempotency-Key": uuid.uuid4().hex},
         )
         hook.raise_for_status()
@@ -193,18 +249,16 @@ async def load(args: argparse.Namespace, base: dict[str, Any]) -> dict[str, Any]
             nonlocal errors
             started = time.time()
             try:
-                r = await client.post(
-                    "/v1/payment_intents",
-                    json=PAYMENT,
-                    headers={"Idempotency-Key": uuid.uuid4().hex},
+                status, answer = await lean.post(
+                    "/v1/payment_intents", body, {"idempotency-key": uuid.uuid4().hex}
                 )
-            except httpx.HTTPError:
+            except (OSError, asyncio.IncompleteReadError):
                 errors += 1
                 return
-            if r.status_code != 201:
+            if status != 201:
                 errors += 1
                 return
-            sent[r.json()["id"]] = started
+            sent[json.loads(answer)["id"]] = started
 
         interval = 1.0 / args.rate
         begin = time.monotonic()
@@ -231,8 +285,10 @@ async def load(args: argparse.Namespace, base: dict[str, Any]) -> dict[str, Any]
             if pending:
                 await asyncio.sleep(0.2)
         waited = time.monotonic() + 10
-        while len(base["receiver"].arrivals) < len(settled) and time.monotonic() < waited:
+        while len(receiver.arrivals) < len(settled) and time.monotonic() < waited:
             await asyncio.sleep(0.1)
+        await lean.close()
+        await receiver.close()
 
     added: list[float] = []
     lags: list[float] = []
@@ -246,7 +302,7 @@ async def load(args: argparse.Namespace, base: dict[str, Any]) -> dict[str, Any]
         ends.append(end)
         processor_ms = sum(a["latency_ms"] or 0 for a in body["attempts"])
         added.append((end - sent[intent_id]) * 1000 - processor_ms)
-        arrived = base["receiver"].arrivals.get(intent_id)
+        arrived = receiver.arrivals.get(intent_id)
         if arrived is not None:
             lags.append((arrived - end) * 1000)
     span = (max(ends) - min(sent.values())) if ends else float("nan")
@@ -283,7 +339,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     with bench_database(args.database_url) as url, platform(args, url) as base:
-        figures = asyncio.run(load(args, base))
+        try:
+            import uvloop
+        except ImportError:  # the standard loop works too, at some cost to the generator
+            figures = asyncio.run(load(args, base))
+        else:
+            figures = uvloop.run(load(args, base))
     figures["database"] = url.split(":", 1)[0]
     figures["source"] = source_digest()
     print(json.dumps(figures) if args.json else json.dumps(figures, indent=2))
