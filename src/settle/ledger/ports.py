@@ -50,7 +50,9 @@ class LedgerRepository(Protocol):
 
     def append_event(
         self, tenant_id: uuid.UUID, type: str, object_id: uuid.UUID, payload: Mapping[str, object]
-    ) -> int: ...
+    ) -> None:
+        """Add an event to the tenant's outbox, numbered in its sequence when it commits."""
+        ...
 
     def get_transfer(self, tenant_id: uuid.UUID, transfer_id: uuid.UUID) -> Transfer | None: ...
 

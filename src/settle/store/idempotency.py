@@ -178,12 +178,12 @@ def run_idempotent(
             if existing is not None:
                 return existing, True
             raise
+        status, body = render(value)  # before the lock: it needs none
         # Under the tenant's chain head, as every writer of its idempotency keys.
         uow.ledger.lock_tenant(tenant_id)
         existing = find_stored_response(uow.connection, tenant_id, key)
         if existing is not None:
             return existing, True
-        status, body = render(value)
         response = StoredResponse(fingerprint, status, body, clock())
         _insert(uow.connection, tenant_id, key, response)
         uow.commit_held()

@@ -167,6 +167,9 @@ class SqlLedgerRepository:
         # events needs no second read of the locked head (moving money forgets it: the
         # ledger's own writes advance the head behind this repository's back).
         self._event_seqs: dict[uuid.UUID, int] = {}
+        # Events appended and not yet written: the unit of work's commit writes them last
+        # (flush_events), so the chain head is locked for as short a time as can be.
+        self._pending_events: list[dict[str, Any]] = []
 
     # ---- accounts --------------------------------------------------------------------------
 
@@ -180,6 +183,7 @@ class SqlLedgerRepository:
         # Imported here: the batch writer imports the idempotency store, which imports this.
         from settle.store.ledger_inline import apply_in_transaction
 
+        self.flush_events()  # the apply numbers its events after those appended before it
         for tenant_id in sorted({r.tenant_id for r in requests}):
             self._locked.add(tenant_id)  # the apply takes each tenant's chain head
             self._event_seqs.pop(tenant_id, None)
@@ -462,26 +466,37 @@ class SqlLedgerRepository:
         type: str,
         object_id: uuid.UUID,
         payload: Mapping[str, object],
-    ) -> int:
-        """Append one event, numbered in the tenant's sequence (the chain head is locked)."""
-        last = self._event_seqs.get(tenant_id)
-        if last is None:
-            last = int(self._lock_head(tenant_id).last_event_seq)
-        seq = last + 1
-        self.conn.execute(_MOVE_EVENT_SEQ, {"b_tenant_id": tenant_id, "b_seq": seq})
-        self._event_seqs[tenant_id] = seq
-        self.conn.execute(
-            _INSERT_EVENT,
+    ) -> None:
+        """Append one event to the tenant's outbox; it is numbered and written by
+        :meth:`flush_events`, under the tenant's chain head, before this transaction commits."""
+        self._pending_events.append(
             {
                 "tenant_id": tenant_id,
-                "seq": seq,
+                "seq": None,
                 "type": type,
                 "object_id": object_id,
                 "payload": json.loads(json.dumps(payload)),
                 "created_at": self.clock(),
-            },
+            }
         )
-        return seq
+
+    def flush_events(self) -> None:
+        """Number and write the appended events: each tenant's chain head locked (tenants in
+        id order), moved once, and every event in one insert, in the order appended."""
+        if not self._pending_events:
+            return
+        pending, self._pending_events = self._pending_events, []
+        for tenant_id in sorted({e["tenant_id"] for e in pending}):
+            last = self._event_seqs.get(tenant_id)
+            if last is None:
+                last = int(self._lock_head(tenant_id).last_event_seq)
+            for event in pending:
+                if event["tenant_id"] == tenant_id:
+                    last += 1
+                    event["seq"] = last
+            self.conn.execute(_MOVE_EVENT_SEQ, {"b_tenant_id": tenant_id, "b_seq": last})
+            self._event_seqs[tenant_id] = last
+        self.conn.execute(_INSERT_EVENT, pending)
 
     def _lock_head(self, tenant_id: uuid.UUID) -> Any:
         stmt = _LOCK_HEAD

@@ -71,6 +71,7 @@ class SqlUnitOfWork:
     def commit(self) -> None:
         if self._transaction is None:
             raise RuntimeError("commit outside the unit of work")
+        self.ledger.flush_events()
         self._transaction.commit()
         if self._after_commit is not None:
             self._after_commit()
