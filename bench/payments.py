@@ -127,6 +127,7 @@ class Receiver:
         self.count = 0
         self.server: asyncio.Server | None = None
         self.url = ""
+        self.writers: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -134,6 +135,7 @@ class Receiver:
         self.url = f"http://127.0.0.1:{port}/hooks"
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.add(writer)
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -152,11 +154,15 @@ class Receiver:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
+            self.writers.discard(writer)
             writer.close()
 
     async def close(self) -> None:
         if self.server is not None:
             self.server.close()
+        for writer in list(self.writers):  # the settle side keeps its connections alive
+            writer.close()
+        await asyncio.sleep(0.1)  # their readers see the end and return
 
 
 def _wait_http(url: str, process: subprocess.Popen[bytes], what: str, log_path: str) -> None:
