@@ -458,6 +458,7 @@ def worker(database_url: DatabaseUrl = None) -> None:
         webhooks_timeout=settings.webhook_timeout_seconds,
         maintenance_seconds=settings.maintenance_seconds,
         retention_seconds=settings.idempotency_retention_seconds,
+        webhook_retention_seconds=settings.webhook_retention_seconds,
     )
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

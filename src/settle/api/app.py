@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
         clock,
         interval=settings.maintenance_seconds,
         retention=settings.idempotency_retention_seconds,
+        webhook_retention=settings.webhook_retention_seconds,
     )
     webhooks = WebhookRunner(
         state.store.db,

@@ -41,6 +41,8 @@ class Settings:
     key_cache_seconds: float = 5.0
     # Idempotency keys are kept at least this long, then purged.
     idempotency_retention_seconds: int = _RETENTION_SECONDS
+    # Finished webhook deliveries (with their attempts and bodies) are kept this long.
+    webhook_retention_seconds: int = 30 * 86_400
     # How often the maintenance runner expires holds and purges keys (0: never).
     maintenance_seconds: float = 30.0
     problem_type_base: str = "https://settle.dev/errors#"
@@ -64,6 +66,7 @@ class Settings:
             idempotency_retention_seconds=_int(
                 "SETTLE_IDEMPOTENCY_RETENTION_SECONDS", _RETENTION_SECONDS
             ),
+            webhook_retention_seconds=_int("SETTLE_WEBHOOK_RETENTION_SECONDS", 30 * 86_400),
             maintenance_seconds=float(os.environ.get("SETTLE_MAINTENANCE_SECONDS") or 30.0),
             log_level=os.environ.get("SETTLE_LOG_LEVEL") or "info",
             payments=PaymentSettings.from_env(),

@@ -70,6 +70,7 @@ webhook_events = sa.Table(
     sa.Column("type", sa.String(64), nullable=False),
     sa.Column("body", sa.LargeBinary, nullable=False),
     sa.Column("created_at", Micros, nullable=False),
+    sa.Index("ix_webhook_events_created_at", "created_at"),
     sqlite_with_rowid=False,
 )
 
@@ -107,6 +108,15 @@ webhook_deliveries = sa.Table(
         postgresql_where=sa.text("status = 'pending'"),
         sqlite_where=sa.text("status = 'pending'"),
     ),
+    # What the retention purge scans: finished deliveries by when they finished.
+    sa.Index(
+        "ix_webhook_deliveries_finished",
+        "updated_at",
+        postgresql_where=sa.text("status <> 'pending'"),
+        sqlite_where=sa.text("status <> 'pending'"),
+    ),
+    # An event's deliveries: whether a rendered event is still wanted (and its foreign key).
+    sa.Index("ix_webhook_deliveries_event", "tenant_id", "event_seq"),
 )
 
 webhook_attempts = sa.Table(

@@ -1,6 +1,6 @@
 """The maintenance runner: expires pending transfers past their timeout, purges old
-idempotency keys and succeeded jobs, and records API key use, every few seconds, on a thread
-of its own."""
+idempotency keys, succeeded jobs and finished webhook deliveries, and records API key use,
+every few seconds, on a thread of its own."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import structlog
 from settle.ledger.service import expire_pending
 from settle.store.idempotency import purge_idempotency_keys
 from settle.store.jobs_repo import purge_finished_jobs
+from settle.store.webhooks_purge import purge_webhook_history
 
 if TYPE_CHECKING:
     from settle.clock import Clock
@@ -32,12 +33,14 @@ class MaintenanceRunner:
         *,
         interval: float,
         retention: int,
+        webhook_retention: int = 30 * 86_400,
     ) -> None:
         self.store = store
         self.authenticator = authenticator
         self.clock = clock
         self.interval = interval
         self.retention = retention
+        self.webhook_retention = webhook_retention
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -60,7 +63,10 @@ class MaintenanceRunner:
 
     def run_once(self) -> dict[str, int]:
         """One round of every job; a failing job is logged and retried next round."""
-        done = {"expired": 0, "purged": 0, "jobs_purged": 0, "keys_touched": 0}
+        done = {
+            "expired": 0, "purged": 0, "jobs_purged": 0, "deliveries_purged": 0,
+            "keys_touched": 0,
+        }  # fmt: skip
         now = self.clock()
         try:
             done["expired"] = len(expire_pending(self.store.uow(), self.store.writer, now))
@@ -76,6 +82,12 @@ class MaintenanceRunner:
             )
         except Exception as exc:  # noqa: BLE001 - retried next round
             _log.warning("purging finished jobs failed", error=type(exc).__name__)
+        try:
+            done["deliveries_purged"] = purge_webhook_history(
+                self.store.db, now - self.webhook_retention * 1_000_000
+            )
+        except Exception as exc:  # noqa: BLE001 - retried next round
+            _log.warning("purging webhook deliveries failed", error=type(exc).__name__)
         done["keys_touched"] = self._record_key_uses()
         return done
 

@@ -93,6 +93,7 @@ class Worker:
         webhooks_timeout: float = 10.0,
         maintenance_seconds: float = 30.0,
         retention_seconds: int = 24 * 3600,
+        webhook_retention_seconds: int = 30 * 86_400,
     ) -> None:
         self.store = LedgerStore(database_url, clock=clock)
         self.payments, self.jobs, self._close_processors = build_payments(
@@ -110,6 +111,7 @@ class Worker:
             clock,
             interval=maintenance_seconds,
             retention=retention_seconds,
+            webhook_retention=webhook_retention_seconds,
         )
 
     def _wake(self) -> None:
