@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from settle.jobs.model import Job, JobStatus, NewJob, Reschedule, retry_delay
 from settle.store import job_tables
 from settle.store.db import create_db_engine
-from settle.store.jobs_repo import SqlJobQueue, claim_jobs, purge_finished_jobs
+from settle.store.jobs_repo import SqlJobQueue, claim_jobs, due_job_kinds, purge_finished_jobs
 from settle.worker.jobs import JobRunner
 
 TENANT = uuid.UUID("11111111-2222-3333-4444-555555555555")
@@ -392,3 +392,16 @@ def test_a_batch_finished_by_a_worker_whose_lease_lapsed_changes_nothing(
     finally:
         runner.stop()
     assert status(engine, job_id) == (JobStatus.RUNNING, 2)  # still the next worker's
+
+
+def test_the_due_read_reports_every_kind_when_one_kind_fills_its_scan(engine: sa.Engine) -> None:
+    for _ in range(4):
+        enqueue(engine, kind="test.flood")
+    enqueue(engine, kind="test.rare", run_at=T0 + 1)  # behind the flood in due order
+    kinds = ["test.flood", "test.rare", "test.idle"]
+    now = T0 + 2
+    assert due_job_kinds(engine, now=now, kinds=kinds, scan=10) == {"test.flood", "test.rare"}
+    # Four due jobs fill a scan of four: the rare kind is not seen, so every kind is claimed
+    # for (a kind behind a flood must not starve).
+    assert due_job_kinds(engine, now=now, kinds=kinds, scan=4) == set(kinds)
+    assert due_job_kinds(engine, now=T0 - 1, kinds=kinds, scan=4) == set()

@@ -219,36 +219,28 @@ def _keyed_update(table: sa.Table, *, versioned: bool) -> Any:
 
 _VERSIONED_UPDATE = {t.name: _keyed_update(t, versioned=True) for t in (PI, RF)}
 _UPDATE_ATTEMPT = _keyed_update(PA, versioned=False)
-_BY_KEY = {
-    (t.name, lock): (
-        sa.select(t).where(
-            t.c.tenant_id == sa.bindparam("b_tenant_id"), t.c.id == sa.bindparam("b_id")
-        )
-    ).with_for_update()
-    if lock
-    else sa.select(t).where(
-        t.c.tenant_id == sa.bindparam("b_tenant_id"), t.c.id == sa.bindparam("b_id")
-    )
-    for t in (PI, PA, RF)
-    for lock in (False, True)
-}
+_TENANT: Any = sa.bindparam("b_tenant_id")
 _IDS: Any = sa.bindparam("b_ids", expanding=True)
-_INTENTS = {
-    lock: (
-        sa.select(PI)
-        .where(PI.c.tenant_id == sa.bindparam("b_tenant_id"), PI.c.id.in_(_IDS))
-        .order_by(PI.c.id)
-    ).with_for_update()
-    if lock
-    else sa.select(PI)
-    .where(PI.c.tenant_id == sa.bindparam("b_tenant_id"), PI.c.id.in_(_IDS))
-    .order_by(PI.c.id)
-    for lock in (False, True)
+
+
+def _locked_or_not(query: sa.Select[Any]) -> dict[bool, sa.Select[Any]]:
+    return {False: query, True: query.with_for_update()}
+
+
+_BY_KEY = {
+    (t.name, lock): query
+    for t in (PI, PA, RF)
+    for lock, query in _locked_or_not(
+        sa.select(t).where(t.c.tenant_id == _TENANT, t.c.id == sa.bindparam("b_id"))
+    ).items()
 }
-_ATTEMPTS = sa.select(PA).where(PA.c.tenant_id == sa.bindparam("b_tenant_id"), PA.c.id.in_(_IDS))
+_INTENTS = _locked_or_not(
+    sa.select(PI).where(PI.c.tenant_id == _TENANT, PI.c.id.in_(_IDS)).order_by(PI.c.id)
+)
+_ATTEMPTS = sa.select(PA).where(PA.c.tenant_id == _TENANT, PA.c.id.in_(_IDS))
 _ATTEMPTS_OF_INTENTS = (
     sa.select(PA)
-    .where(PA.c.tenant_id == sa.bindparam("b_tenant_id"), PA.c.intent_id.in_(_IDS))
+    .where(PA.c.tenant_id == _TENANT, PA.c.intent_id.in_(_IDS))
     .order_by(PA.c.created_at, PA.c.id)
 )
 

@@ -117,21 +117,20 @@ def _update_by_key(table: sa.Table, columns: Iterable[str]) -> Any:
 
 # The record path's statements, built once (a statement built per call costs more to build and
 # to key for the compiled cache than to run).
+def _endpoint_query(*, lock: bool, deleted: bool) -> Any:
+    query = sa.select(W).where(_by_key(W))
+    if not deleted:
+        query = query.where(W.c.deleted_at.is_(None))
+    return query.with_for_update(key_share=True) if lock else query
+
+
 _GET_ENDPOINT = {
-    (lock, deleted): (
-        sa.select(W)
-        .where(_by_key(W), *(() if deleted else (W.c.deleted_at.is_(None),)))
-        .with_for_update(key_share=True)
-        if lock
-        else sa.select(W).where(_by_key(W), *(() if deleted else (W.c.deleted_at.is_(None),)))
-    )
+    (lock, deleted): _endpoint_query(lock=lock, deleted=deleted)
     for lock in (False, True)
     for deleted in (False, True)
 }
-_GET_DELIVERY = {
-    False: sa.select(D).where(_by_key(D)),
-    True: sa.select(D).where(_by_key(D)).with_for_update(),
-}
+_DELIVERY = sa.select(D).where(_by_key(D))
+_GET_DELIVERY = {False: _DELIVERY, True: _DELIVERY.with_for_update()}
 _SAVE_DELIVERY = _update_by_key(D, [c.name for c in D.columns if c.name not in ("tenant_id", "id")])
 _INSERT_ATTEMPT = AT.insert()
 _SAVE_ENDPOINT = _update_by_key(W, [c.name for c in W.columns if c.name not in _FIXED])
