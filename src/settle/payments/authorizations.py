@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING
 
 import structlog
@@ -160,18 +161,16 @@ class Authorizations(Settler):
     ) -> dict[uuid.UUID, ProcessorResult]:
         """Each step's processor answer, the calls made concurrently; a call that raised
         sets its job's outcome instead."""
-        if len(steps) == 1:
-            calls: list[Future[ProcessorResult]] = [Future()]
-            try:
-                calls[0].set_result(self._call(steps[0]))
-            except Exception as exc:  # noqa: BLE001 - the job's outcome
-                calls[0].set_exception(exc)
-        else:
-            calls = [self._calls.submit(self._call, step) for step in steps]
+        # A batch of one calls on this thread: no hand-off for a lone payment.
+        calls: list[Callable[[], ProcessorResult]] = (
+            [partial(self._call, steps[0])]
+            if len(steps) == 1
+            else [self._calls.submit(self._call, step).result for step in steps]
+        )
         results: dict[uuid.UUID, ProcessorResult] = {}
         for step, call in zip(steps, calls, strict=True):
             try:
-                results[step.job.id] = call.result()
+                results[step.job.id] = call()
             except Exception as exc:  # noqa: BLE001 - the job's outcome
                 outcomes[step.job.id] = exc
         return results

@@ -184,19 +184,8 @@ def _owned(job: Job) -> Any:
 
 
 def finish_job(engine: sa.Engine, job: Job, *, now: int) -> bool:
-    with engine.begin() as conn:
-        done = conn.execute(
-            J.update()
-            .where(_owned(job))
-            .values(
-                status=JobStatus.SUCCEEDED.value,
-                lease_owner=None,
-                lease_until=None,
-                last_error=None,
-                updated_at=now,
-            )
-        )
-    return bool(done.rowcount)
+    """Mark ``job`` succeeded if its run still holds it; whether it did."""
+    return finish_jobs(engine, [job], now=now) == 1
 
 
 def finish_jobs(engine: sa.Engine, jobs: Sequence[Job], *, now: int) -> int:
