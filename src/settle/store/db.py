@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ __all__ = [
     "migrations_current",
     "normalize_database_url",
     "upgrade_database",
+    "write_transaction",
 ]
 
 DEFAULT_DATABASE_URL = "sqlite:///var/settle.db"
@@ -152,6 +155,15 @@ def _install_writer_gate(engine: sa.Engine, gate: SqliteWriterGate) -> None:
             gate.leave(dbapi_connection)
 
     dialect.do_commit, dialect.do_rollback, dialect.do_close = do_commit, do_rollback, do_close
+
+
+@contextmanager
+def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A transaction that writes, committed when the block ends: on SQLite it takes the
+    file's write lock at BEGIN, queued on this process's writer gate (a deferred one would
+    meet the lock at its first write, in SQLite's sleeping busy handler)."""
+    with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
+        yield conn
 
 
 def create_db_engine(url: str | None = None, **kwargs: Any) -> sa.Engine:

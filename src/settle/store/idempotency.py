@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from settle.errors import SettleError
 from settle.store import tables
+from settle.store.db import write_transaction
 from settle.store.uow import SqlUnitOfWork
 
 if TYPE_CHECKING:
@@ -123,7 +124,7 @@ def store_response(
     Used after a ledger unit whose answer needed a read: no effect to share a transaction
     with. If another request stored the key meanwhile, its answer stands.
     """
-    with engine.connect() as conn:
+    with write_transaction(engine) as conn:
         insert = postgresql.insert(I) if conn.dialect.name == "postgresql" else sqlite.insert(I)
         inserted = conn.execute(
             insert.values(
@@ -137,7 +138,6 @@ def store_response(
         ).rowcount
         # Only when the insert was skipped did another request store the key first.
         stored = None if inserted else find_stored_response(conn, tenant_id, key)
-        conn.commit()
     return response if stored is None else stored
 
 
@@ -227,7 +227,7 @@ def purge_idempotency_keys(engine: sa.Engine, before: int, *, chunk: int = 10_00
     """Delete the keys stored before ``before`` (microseconds), ``chunk`` at a time; count them."""
     purged = 0
     while True:
-        with engine.begin() as conn:
+        with write_transaction(engine) as conn:
             doomed = (
                 sa.select(I.c.tenant_id, I.c.key)
                 .where(I.c.created_at < before)

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from settle.jobs.model import Job, JobStatus, JobView, NewJob
 from settle.store import job_tables
+from settle.store.db import write_transaction
 
 J = job_tables.jobs
 
@@ -136,7 +137,7 @@ def claim_jobs(
     if kinds is not None:
         due = due.where(J.c.kind.in_(list(kinds)))
     due = due.order_by(J.c.run_at).limit(limit)
-    with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
+    with write_transaction(engine) as conn:
         if conn.dialect.name == "postgresql":
             due = due.with_for_update(skip_locked=True)
         rows = conn.execute(
@@ -194,7 +195,7 @@ def finish_jobs(engine: sa.Engine, jobs: Sequence[Job], *, now: int) -> int:
     for job in jobs:
         by_owner.setdefault(job.lease_owner, []).append(job.id)
     finished = 0
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         for owner, ids in sorted(by_owner.items()):  # one owner: a runner's own claims
             done = conn.execute(
                 J.update()
@@ -214,7 +215,7 @@ def finish_jobs(engine: sa.Engine, jobs: Sequence[Job], *, now: int) -> int:
 def fail_job(engine: sa.Engine, job: Job, error: str, *, now: int, retry_at: int) -> JobStatus:
     """Record a failed run: queued again at ``retry_at``, or dead after the last attempt."""
     status = JobStatus.DEAD if job.attempts >= job.max_attempts else JobStatus.QUEUED
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         conn.execute(
             J.update()
             .where(_owned(job))
@@ -232,7 +233,7 @@ def fail_job(engine: sa.Engine, job: Job, error: str, *, now: int, retry_at: int
 
 def reschedule_job(engine: sa.Engine, job: Job, *, now: int, run_at: int, reason: str) -> None:
     """Run the job again at ``run_at``; this run does not count against its attempts."""
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         conn.execute(
             J.update()
             .where(_owned(job))
@@ -305,7 +306,7 @@ def purge_finished_jobs(engine: sa.Engine, before: int, *, chunk: int = 10_000) 
     time; count them. Dead jobs stay until an operator retries them."""
     purged = 0
     while True:
-        with engine.begin() as conn:
+        with write_transaction(engine) as conn:
             doomed = (
                 sa.select(J.c.id)
                 .where(J.c.status == JobStatus.SUCCEEDED.value, J.c.updated_at < before)

@@ -7,6 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from settle.store.db import write_transaction
 from settle.store.webhook_tables import webhook_attempts, webhook_deliveries, webhook_events
 from settle.webhooks.model import DeliveryStatus
 
@@ -23,7 +24,7 @@ def purge_webhook_history(engine: sa.Engine, before: int, *, chunk: int = 5_000)
     however old."""
     purged = 0
     while True:
-        with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
+        with write_transaction(engine) as conn:
             keys = [
                 (r.tenant_id, r.id)
                 for r in conn.execute(
@@ -45,7 +46,7 @@ def purge_webhook_history(engine: sa.Engine, before: int, *, chunk: int = 5_000)
         if len(keys) < chunk:
             break
     while True:
-        with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
+        with write_transaction(engine) as conn:
             wanted = (
                 sa.select(D.c.id)
                 .where(D.c.tenant_id == V.c.tenant_id, D.c.event_seq == V.c.seq)
